@@ -1,0 +1,1 @@
+"""Daemons pushed to the lab's hosts. Nothing here imports labctl."""
