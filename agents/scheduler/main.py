@@ -1,0 +1,129 @@
+"""The scheduler daemon: flags like kube-scheduler's, leader election, /healthz and
+/metrics, SIGTERM handling (stop scheduling, release the lease, exit 0)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+import uuid
+
+from aiohttp import web
+
+from agents.kube.client import KubeClient
+from agents.kube.kubeconfig import KubeconfigError
+from agents.kube.leaderelection import LeaderElector
+
+from .scheduler import DEFAULT_SCHEDULER_NAME, Scheduler
+
+log = logging.getLogger("agents.scheduler")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m agents.scheduler",
+                                description="Binds unscheduled pods to nodes.")
+    p.add_argument("--kubeconfig", required=True, help="kubeconfig with this component's "
+                   "identity (server, CA, client certificate or token)")
+    p.add_argument("--leader-elect", action="store_true",
+                   help="run only while holding the Lease (for several instances)")
+    p.add_argument("--leader-elect-lease-duration", type=int, default=15)
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0)
+    p.add_argument("--leader-elect-retry-period", type=float, default=2.0)
+    p.add_argument("--leader-elect-resource-namespace", default="kube-system")
+    p.add_argument("--leader-elect-resource-name", default="kube-scheduler")
+    p.add_argument("--scheduler-name", default=DEFAULT_SCHEDULER_NAME)
+    p.add_argument("--workers", type=int, default=8,
+                   help="pods bound in parallel (decisions stay one at a time)")
+    p.add_argument("--bind-address", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=10251,
+                   help="plain-HTTP /healthz and /metrics port; 0 disables")
+    p.add_argument("--identity", default=None, help="leader election identity "
+                   "(default: hostname_random)")
+    return p.parse_args(argv)
+
+
+def metrics_text(sched: Scheduler, leader: bool) -> str:
+    lines = ["# TYPE scheduler_pods_scheduled_total counter",
+             f"scheduler_pods_scheduled_total {sched.metrics['scheduled']}",
+             "# TYPE scheduler_unschedulable_attempts_total counter",
+             f"scheduler_unschedulable_attempts_total {sched.metrics['unschedulable']}",
+             "# TYPE scheduler_bind_errors_total counter",
+             f"scheduler_bind_errors_total {sched.metrics['bind_errors']}",
+             "# TYPE scheduler_pending_pods gauge",
+             f"scheduler_pending_pods {len(sched.queue) + len(sched.parked)}",
+             "# TYPE leader_election_master_status gauge",
+             f"leader_election_master_status {int(leader)}"]
+    return "\n".join(lines) + "\n"
+
+
+async def serve_health(args, sched: Scheduler, is_leader) -> web.AppRunner | None:
+    if not args.port:
+        return None
+
+    async def healthz(_):
+        return web.Response(text="ok")
+
+    async def metrics(_):
+        return web.Response(text=metrics_text(sched, is_leader()),
+                            content_type="text/plain")
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, args.bind_address, args.port).start()
+    return runner
+
+
+async def run(args) -> int:
+    identity = args.identity or f"{socket.gethostname()}_{uuid.uuid4()}"
+    async with KubeClient.from_kubeconfig(args.kubeconfig,
+                                          user_agent="labctl-scheduler") as api:
+        sched = Scheduler(api, scheduler_name=args.scheduler_name, identity=identity,
+                          workers=args.workers)
+        elector = None
+        if args.leader_elect:
+            elector = LeaderElector(
+                api, args.leader_elect_resource_namespace, args.leader_elect_resource_name,
+                identity, on_started_leading=sched.run,
+                on_new_leader=lambda who: log.info("leader is now %s", who),
+                lease_duration=args.leader_elect_lease_duration,
+                renew_deadline=args.leader_elect_renew_deadline,
+                retry_period=args.leader_elect_retry_period)
+        runner = await serve_health(args, sched, lambda: elector is None or elector.is_leader)
+        main_task = asyncio.create_task(elector.run() if elector else sched.run())
+        stopping = False
+
+        def stop():
+            nonlocal stopping
+            stopping = True
+            main_task.cancel()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop)
+        try:
+            await main_task
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if runner:
+                await runner.cleanup()
+        if elector is not None and not stopping:
+            log.error("lost the lease %s/%s; exiting so that a fresh process campaigns again",
+                      args.leader_elect_resource_namespace, args.leader_elect_resource_name)
+            return 1
+        return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return asyncio.run(run(args))
+    except KubeconfigError as exc:
+        print(f"scheduler: {exc}", file=sys.stderr)
+        return 2
