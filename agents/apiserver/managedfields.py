@@ -1,0 +1,177 @@
+"""managedFields bookkeeping (server-side apply's record of who set what). Pure.
+
+fieldsV1 encodes a set of field paths: `f:<name>` for map fields, `k:{"<key>":v}` for
+items of keyed lists, `.` for "the item itself"."""
+
+from __future__ import annotations
+
+import json
+
+from .patch import merge_key_for
+
+
+def fields_v1(obj, field: str = "") -> dict:
+    if isinstance(obj, dict):
+        return {f"f:{k}": fields_v1(v, k) for k, v in obj.items()
+                if not k.startswith("$") and k not in ("apiVersion", "kind")}
+    if isinstance(obj, list) and obj and all(isinstance(i, dict) for i in obj):
+        key = merge_key_for(field, obj)
+        if key and all(key in i for i in obj):
+            return {"k:" + json.dumps({key: i[key]}, separators=(",", ":")):
+                    {".": {}, **fields_v1(i)} for i in obj}
+    return {}
+
+
+def record(meta: dict, manager: str, operation: str, api_version: str, fields: dict,
+           now: str, subresource: str = "") -> None:
+    """Replace this manager's entry for (operation, subresource) with the new field set."""
+    entries = [e for e in meta.get("managedFields") or []
+               if not (e.get("manager") == manager and e.get("operation") == operation
+                       and e.get("subresource", "") == subresource)]
+    entry = {"manager": manager, "operation": operation, "apiVersion": api_version,
+             "time": now, "fieldsType": "FieldsV1", "fieldsV1": fields}
+    if subresource:
+        entry["subresource"] = subresource
+    entries.append(entry)
+    meta["managedFields"] = entries
+
+
+def applied_fields(meta: dict, manager: str) -> dict:
+    for e in meta.get("managedFields") or []:
+        if e.get("manager") == manager and e.get("operation") == "Apply":
+            return e.get("fieldsV1") or {}
+    return {}
+
+
+def remove_unapplied(obj: dict, before: dict, after: dict) -> None:
+    """Delete from obj the fields a manager applied before but no longer applies."""
+    for name, sub in before.items():
+        if name == ".":
+            continue
+        if name not in after:
+            if name.startswith("f:") and isinstance(obj, dict):
+                obj.pop(name[2:], None)
+            continue
+        if name.startswith("f:") and isinstance(obj, dict):
+            child = obj.get(name[2:])
+            if isinstance(child, dict):
+                remove_unapplied(child, sub, after[name])
+            elif isinstance(child, list):
+                _remove_items(child, sub, after[name])
+
+
+def _remove_items(items: list, before: dict, after: dict) -> None:
+    for name, sub in before.items():
+        if not name.startswith("k:"):
+            continue
+        key = json.loads(name[2:])
+        match = next((i for i in items if isinstance(i, dict)
+                      and all(i.get(k) == v for k, v in key.items())), None)
+        if match is None:
+            continue
+        if name not in after:
+            items.remove(match)
+        else:
+            remove_unapplied(match, sub, after[name])
+
+
+# ---------------------------------------------------------------- field paths and ownership
+
+
+def leaf_paths(fields: dict, prefix: tuple = ()) -> set[tuple]:
+    """The leaves of a fieldsV1 set, as tuples of its tokens."""
+    out = set()
+    for token, sub in fields.items():
+        if token == ".":
+            continue
+        if sub and any(k != "." for k in sub):
+            out |= leaf_paths(sub, prefix + (token,))
+        else:
+            out.add(prefix + (token,))
+    return out
+
+
+def from_paths(paths: set[tuple]) -> dict:
+    fields: dict = {}
+    for path in sorted(paths):
+        node = fields
+        for token in path:
+            node = node.setdefault(token, {})
+            if token.startswith("k:"):
+                node.setdefault(".", {})
+    return fields
+
+
+_MISSING = object()
+
+
+def value_at(obj, path: tuple):
+    cur = obj
+    for token in path:
+        if token.startswith("f:") and isinstance(cur, dict):
+            cur = cur.get(token[2:], _MISSING)
+        elif token.startswith("k:") and isinstance(cur, list):
+            key = json.loads(token[2:])
+            cur = next((i for i in cur if isinstance(i, dict)
+                        and all(i.get(k) == v for k, v in key.items())), _MISSING)
+        else:
+            return _MISSING
+        if cur is _MISSING:
+            return _MISSING
+    return cur
+
+
+def changed_paths(old: dict, new: dict) -> set[tuple]:
+    """Leaf paths of new whose value differs from old's."""
+    return {p for p in leaf_paths(fields_v1(new)) if value_at(old, p) != value_at(new, p)}
+
+
+def _without_paths(meta: dict, paths: set[tuple], keep_manager: str, keep_operation: str):
+    """Take the given paths away from every other manager (ownership moves to the writer)."""
+    entries = []
+    for e in meta.get("managedFields") or []:
+        if not (e.get("manager") == keep_manager and e.get("operation") == keep_operation):
+            left = leaf_paths(e.get("fieldsV1") or {}) - paths
+            if not left:
+                continue
+            e = {**e, "fieldsV1": from_paths(left)}
+        entries.append(e)
+    meta["managedFields"] = entries
+
+
+def record_update(meta: dict, manager: str, api_version: str, old: dict, new: dict, now: str,
+                  subresource: str = "") -> None:
+    """An Update by manager: it now owns the fields it changed (plus what it owned)."""
+    changed = changed_paths(old, new)
+    if not changed:
+        return  # a no-op leaves ownership alone (and lets the no-op skip the write)
+    mine = next((e for e in meta.get("managedFields") or []
+                 if e.get("manager") == manager and e.get("operation") == "Update"
+                 and e.get("subresource", "") == subresource), None)
+    owned = leaf_paths(mine.get("fieldsV1") or {}) if mine else set()
+    _without_paths(meta, changed, manager, "Update")
+    record(meta, manager, "Update", api_version, from_paths(owned | changed), now, subresource)
+
+
+def apply_conflicts(meta: dict, manager: str, live: dict, applied: dict,
+                    applied_set: dict) -> dict[str, list[str]]:
+    """Fields the apply would change that another manager owns: {manager: [.paths]}."""
+    conflicts: dict[str, list[str]] = {}
+    for path in leaf_paths(applied_set):
+        if value_at(live, path) in (_MISSING, value_at(applied, path)):
+            continue
+        for e in meta.get("managedFields") or []:
+            if e.get("manager") == manager and e.get("operation") == "Apply":
+                continue
+            if path in leaf_paths(e.get("fieldsV1") or {}):
+                conflicts.setdefault(e["manager"], []).append(readable(path))
+    return conflicts
+
+
+def take_over(meta: dict, manager: str, applied_set: dict) -> None:
+    """A forced apply: the applier takes its fields from every other manager."""
+    _without_paths(meta, leaf_paths(applied_set), manager, "Apply")
+
+
+def readable(path: tuple) -> str:
+    return "".join(f".{t[2:]}" if t.startswith("f:") else f"[{t[2:]}]" for t in path)

@@ -1,0 +1,251 @@
+"""The watch cache: ONE etcd watch per resource prefix, fanned out to every client watch.
+
+Each cache keeps a window of recent changes (decoded once, shared read-only by all
+subscribers), so a client watching from resourceVersion N inside the window replays
+from memory. A client asking for an N older than the window gets its own etcd watch
+(etcd answers 410-worthy `Compacted` if N is gone). Bookmarks come from etcd progress
+notifications, which the cache requests periodically while anyone wants them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+
+from agents.etcdapi import rpc_pb2
+
+from .storage import Compacted, EtcdStorage, StorageError, event_from_proto, prefix_end
+
+log = logging.getLogger("apiserver.watchcache")
+
+
+class CachedEvent:
+    """One change, shared read-only by every subscriber. The objects are decoded on first
+    use, so changes nobody watches cost no JSON decoding."""
+
+    __slots__ = ("type", "key", "revision", "_obj", "_prev", "_raw", "_lines")
+
+    def __init__(self, type_: str, key: str, obj: dict | None, prev: dict | None,
+                 revision: int, raw: tuple[bytes, bytes | None] | None = None):
+        self.type = type_  # "PUT" or "DELETE"
+        self.key = key
+        self.revision = revision
+        self._obj, self._prev, self._raw = obj, prev, raw
+        self._lines: dict | None = None
+
+    def line(self, event_type: str, obj: dict) -> str:
+        """The JSON watch line for (event_type, obj), encoded once for all watchers."""
+        key = (event_type, obj is self._prev)
+        if self._lines is None:
+            self._lines = {}
+        text = self._lines.get(key)
+        if text is None:
+            text = self._lines[key] = json.dumps({"type": event_type, "object": obj},
+                                                 separators=(",", ":")) + "\n"
+        return text
+
+    def _decode(self) -> None:
+        value, prev_value = self._raw
+        self._raw = None
+        self._obj = decode_object(value, self.revision) if self.type == "PUT" else None
+        self._prev = decode_object(prev_value, self.revision) if prev_value else None
+
+    @property
+    def obj(self) -> dict | None:
+        """The object after the change (None for DELETE)."""
+        if self._raw is not None:
+            self._decode()
+        return self._obj
+
+    @property
+    def prev(self) -> dict | None:
+        """The object before the change, if there was one."""
+        if self._raw is not None:
+            self._decode()
+        return self._prev
+
+    def __repr__(self) -> str:
+        return f"CachedEvent({self.type} {self.key} @{self.revision})"
+
+
+def decode_object(value: bytes, revision: int) -> dict:
+    obj = json.loads(value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+    return obj
+
+
+def to_cached(e) -> CachedEvent:
+    return CachedEvent(e.type, e.key, None, None, e.revision, (e.value, e.prev_value))
+
+
+MAX_BACKLOG = 10000
+
+
+class SlowWatcher(Exception):
+    pass
+
+
+class Subscription:
+    """What a client watch reads: lists of CachedEvent, ints (progress: every change up
+    to that revision was delivered), or an exception that ends the watch."""
+
+    def __init__(self, from_revision: int, prefix: str, wants_progress: bool):
+        self.from_revision = from_revision
+        self.prefix = prefix
+        self.wants_progress = wants_progress
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+        self._cache: WatchCache | None = None
+
+    def offer(self, events: list[CachedEvent]) -> None:
+        mine = [e for e in events if e.revision > self.from_revision
+                and e.key.startswith(self.prefix)]
+        if not mine:
+            return
+        if self.queue.qsize() >= MAX_BACKLOG:
+            # A client this far behind would hold memory without bound: end its watch
+            # (it relists and watches again, like Kubernetes does with slow watchers).
+            self.close()
+            self.queue.put_nowait(SlowWatcher(f"watcher fell {MAX_BACKLOG} batches behind"))
+            return
+        self.queue.put_nowait(mine)
+
+    async def next(self):
+        item = await self.queue.get()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.subscribers.discard(self)
+        if self._task is not None:
+            self._task.cancel()
+
+
+class WatchCache:
+    def __init__(self, storage: EtcdStorage, prefix: str, capacity: int = 4096,
+                 progress_interval: float = 1.0):
+        self.storage = storage
+        self.prefix = prefix
+        self.capacity = capacity
+        self.progress_interval = progress_interval
+        self.history: collections.deque[CachedEvent] = collections.deque()
+        self.subscribers: set[Subscription] = set()
+        self.start_revision = 0  # every change after this revision is in history
+        self.last_revision = 0  # every change up to this revision has been seen
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._call = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"watchcache {self.prefix}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                if not self.ready.is_set():
+                    rev = await self.storage.revision()
+                    self.start_revision = self.last_revision = rev
+                await self._stream()
+            except asyncio.CancelledError:
+                raise
+            except Compacted as exc:
+                # Our window is gone: every subscriber must relist.
+                log.warning("watch cache %s: %s; resetting", self.prefix, exc)
+                self._reset(exc)
+            except (StorageError, Exception) as exc:  # reconnect, keep the window
+                log.warning("watch cache %s: %s; reconnecting", self.prefix, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.1
+
+    def _reset(self, exc: Exception) -> None:
+        for sub in list(self.subscribers):
+            sub.queue.put_nowait(Compacted(str(exc)))
+        self.subscribers.clear()
+        self.history.clear()
+        self.ready.clear()
+
+    async def _stream(self) -> None:
+        p = self.prefix.encode()
+        call = self.storage.watch_call()
+        self._call = call
+        pinger = asyncio.create_task(self._ask_progress(call))
+        try:
+            await call.write(rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
+                key=p, range_end=prefix_end(p), start_revision=self.last_revision + 1,
+                prev_kv=True)))
+            async for resp in call:
+                if resp.compact_revision:
+                    raise Compacted(f"revision {self.last_revision + 1} compacted")
+                if resp.canceled:
+                    raise StorageError(f"etcd canceled the watch: {resp.cancel_reason}")
+                if resp.created:
+                    self.ready.set()
+                    continue
+                if resp.events:
+                    self._publish([to_cached(event_from_proto(e)) for e in resp.events])
+                else:
+                    self.last_revision = max(self.last_revision, resp.header.revision)
+                    for sub in self.subscribers:
+                        if sub.wants_progress:
+                            sub.queue.put_nowait(self.last_revision)
+        finally:
+            pinger.cancel()
+            call.cancel()
+            self._call = None
+
+    async def _ask_progress(self, call) -> None:
+        while True:
+            await asyncio.sleep(self.progress_interval)
+            if any(s.wants_progress for s in self.subscribers):
+                with contextlib.suppress(Exception):
+                    await call.write(rpc_pb2.WatchRequest(
+                        progress_request=rpc_pb2.WatchProgressRequest()))
+
+    def _publish(self, events: list[CachedEvent]) -> None:
+        for e in events:
+            self.history.append(e)
+            self.last_revision = max(self.last_revision, e.revision)
+        while len(self.history) > self.capacity:
+            self.start_revision = self.history.popleft().revision
+        for sub in list(self.subscribers):
+            sub.offer(events)
+
+    async def subscribe(self, from_revision: int, prefix: str,
+                        wants_progress: bool = False) -> Subscription:
+        """Changes under prefix (within this cache's prefix) after from_revision."""
+        sub = Subscription(from_revision, prefix, wants_progress)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.ready.wait(), 5.0)
+        if self.ready.is_set() and from_revision >= self.start_revision:
+            sub.offer(list(self.history))
+            sub._cache = self
+            self.subscribers.add(sub)
+        else:
+            sub._task = asyncio.create_task(self._direct(sub))
+        return sub
+
+    async def _direct(self, sub: Subscription) -> None:
+        """A private etcd watch for a subscriber older than the window."""
+        try:
+            async for batch in self.storage.watch(sub.prefix, sub.from_revision + 1):
+                if isinstance(batch, int):
+                    continue
+                sub.offer([to_cached(e) for e in batch])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Compacted → the handler answers 410
+            sub.queue.put_nowait(exc)
