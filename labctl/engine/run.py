@@ -23,6 +23,7 @@ from labctl.engine.templating import Deferred
 from labctl.engine.transport import HostUnreachable, LocalProcess, RunnerSession, runner_command
 from labctl.engine.variables import HostState, HostVars, inventory_vars_of, magic_vars
 from labctl.errors import LabError
+from labctl.pki_for_lab import ensure_lab_pki
 from labctl.wheelhouse import ensure_wheelhouse
 
 
@@ -152,7 +153,11 @@ def deploy(inventory: Any, pool: Any, site_path: Path | str,
                                tuple(options.skip_tags))
     any_host = False
     # lowest-precedence run defaults; the wheelhouse is built only if a role uses it
-    base_vars = {"lab_wheelhouse_dir": Deferred(lambda: str(ensure_wheelhouse()))}
+    # (and the lab's PKI likewise: only if a role pushes certificates)
+    base_vars = {
+        "lab_wheelhouse_dir": Deferred(lambda: str(ensure_wheelhouse())),
+        "lab_pki_dir": Deferred(lambda: str(ensure_lab_pki(inventory).dir)),
+    }
     try:
         for play in site.plays:
             hosts = [h for h in select_hosts(inventory, play.hosts, options.limit) if h not in dead]

@@ -27,11 +27,16 @@ from labctl.engine.templating import OMIT, LazyVars
 
 
 def inventory_vars_of(inventory: Any, host: str) -> dict[str, Any]:
-    """The inventory's merged vars of ``host`` (without extra vars)."""
-    try:
-        return dict(inventory.inventory_vars(host))
-    except (KeyError, AttributeError, TypeError):
-        return dict(inventory.inventory_vars(inventory.hosts[host]))
+    """The inventory's merged vars of ``host`` (without extra vars).
+
+    labctl gives hosts without an ``ansible_host`` a stable address; roles see it as
+    ``ansible_host``, exactly as if the inventory had written it.
+    """
+    values = dict(inventory.inventory_vars(host))
+    address = getattr(inventory.hosts[host], "address", None)
+    if address and "ansible_host" not in values:
+        values["ansible_host"] = str(address)
+    return values
 
 
 def fact_vars(facts: Mapping[str, Any]) -> dict[str, Any]:
