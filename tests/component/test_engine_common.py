@@ -1,5 +1,6 @@
-"""The ``common`` role on netns hosts: wheelhouse push, venv, agents installed from
-wheels; an unchanged wheelhouse changes nothing, a changed agent is re-pushed alone."""
+"""The ``common`` role on netns hosts: bundles pushed and unpacked into the venv; an
+unchanged wheelhouse changes nothing, a changed agent is re-pushed and swapped in alone
+(the dependency bundle neither travels nor is unpacked again)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 from labctl.connection import ConnectionPool
 from labctl.engine import DeployOptions, deploy
 from labctl.inventory import load_inventory
+from labctl.state import labctl_home
 from labctl.testing.netns_hosts import NetnsHosts
-from labctl.wheelhouse import copy_sources, ensure_wheelhouse, tree_key
+from labctl.wheelhouse import AGENTS_BUNDLE, copy_sources, ensure_wheelhouse
 from tests.conftest import need_root, need_tool
 
 pytestmark = pytest.mark.component
@@ -51,6 +53,13 @@ def task_result(result, name: str, host: str) -> dict:
     raise AssertionError(f"task {name} not reported")
 
 
+def farm_bundles(farm, host: str) -> list[str]:
+    """The unpacked bundle directories on ``host``."""
+    with ConnectionPool({h.name: (h.address, h.port) for h in farm.hosts},
+                        key_path=farm.key_path, known_hosts=farm.known_hosts) as pool:
+        return pool.get(host).run("ls -1 /opt/lab/venv/lab").stdout.split()
+
+
 def project_copy(tmp_path: Path, marker_value: str) -> Path:
     root = tmp_path / f"src-{marker_value}"
     root.mkdir()
@@ -59,12 +68,24 @@ def project_copy(tmp_path: Path, marker_value: str) -> Path:
     return root
 
 
+def share_dependency_caches(home: Path) -> None:
+    """Reuse the lab machine's dependency wheels and bundle (if built): they are keyed by
+    the requirements, which the test does not change, and building them needs PyPI."""
+    (home / "wheelhouse").mkdir(parents=True)
+    shared = labctl_home() / "wheelhouse"
+    if shared.is_dir():
+        for d in shared.iterdir():
+            if d.name.startswith(("deps-", "bundle-deps-")) and (d / ".complete").exists():
+                (home / "wheelhouse" / d.name).symlink_to(d)
+
+
 def test_common_role_installs_agents_and_reinstalls_only_a_changed_agent(farm, tmp_path):
     home = tmp_path / "home"
+    share_dependency_caches(home)
     first_root = project_copy(tmp_path, "one")
     wheels_one = ensure_wheelhouse(first_root, home)
     assert ensure_wheelhouse(first_root, home) == wheels_one       # cached, not rebuilt
-    assert wheels_one.name == tree_key(first_root)
+    agents_one = (wheels_one / AGENTS_BUNDLE).read_bytes()
 
     result, out, checks = apply(farm, tmp_path, wheels_one)
     assert result.ok, out
@@ -73,17 +94,33 @@ def test_common_role_installs_agents_and_reinstalls_only_a_changed_agent(farm, t
     again, out, _ = apply(farm, tmp_path, wheels_one)
     assert again.ok and again.changed == 0, out
 
+    # a rebuilt wheelhouse of the same sources has the same bytes: nothing to do
+    (first_root / "agents" / "__pycache__").mkdir(exist_ok=True)
+    (first_root / "agents" / "__pycache__" / "junk.cpython-311.pyc").write_bytes(b"junk")
+    shutil.rmtree(wheels_one)
+    rebuilt = ensure_wheelhouse(first_root, home)
+    assert rebuilt == wheels_one and (rebuilt / AGENTS_BUNDLE).read_bytes() == agents_one
+    again, out, _ = apply(farm, tmp_path, rebuilt)
+    assert again.ok and again.changed == 0, out
+
     second_root = project_copy(tmp_path, "two")
     wheels_two = ensure_wheelhouse(second_root, home)
     assert wheels_two != wheels_one
     changed, out, checks = apply(farm, tmp_path, wheels_two)
     assert changed.ok, out
     host = farm.hosts[0].name
-    pushed = task_result(changed, "push the wheelhouse (only files that differ travel)", host)
-    assert pushed["changed_files"] == ["labctl-0.1.0-py3-none-any.whl"]
-    assert task_result(changed, "reinstall the agents when their wheel changed", host)["status"] == "changed"
+    status = {name: task_result(changed, name, host)["status"] for name in (
+        "push the dependency bundle", "push the agents bundle", "unpack the dependency bundle",
+        "unpack the agents bundle", "put the unpacked bundles on the virtual environment's path",
+        "remove bundles no longer on the path")}
+    assert status == {"push the dependency bundle": "ok", "push the agents bundle": "changed",
+                      "unpack the dependency bundle": "ok", "unpack the agents bundle": "changed",
+                      "put the unpacked bundles on the virtual environment's path": "changed",
+                      "remove bundles no longer on the path": "changed"}, out
     for h in farm.hosts:
         assert checks[h.name].stdout.strip() == "two", checks[h.name].stderr
+        left = farm_bundles(farm, h.name)
+        assert sorted(n.split("-")[0] for n in left) == ["agents", "deps"], left
     final, out, _ = apply(farm, tmp_path, wheels_two)
     assert final.ok and final.changed == 0, out
     shutil.rmtree(home)

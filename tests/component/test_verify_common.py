@@ -1,5 +1,5 @@
 """roles/common/verify on netns hosts laid out as the common role leaves them: a good
-host passes every check, a host with a venv missing the agents and a dependency fails
+host passes every check, a host missing the agents bundle, the agents and a dependency fails
 exactly those checks, with messages that say what is missing."""
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ pytestmark = pytest.mark.component
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# What the common role leaves on a host, made by hand: the wheelhouse, and a venv with
-# `agents` and a distribution for each requirement (fake metadata: no pip, no network).
+# What the common role leaves on a host, made by hand: the pushed bundles, and a venv
+# with `agents` and a distribution for each requirement (fake metadata: no network).
 LAYOUT = """
 set -e
 mkdir -p -m 0755 /opt/lab /opt/lab/wheels
-touch /opt/lab/wheels/labctl-0.1.0-py3-none-any.whl /opt/lab/wheels/PyYAML-6.0-cp311.whl
+touch /opt/lab/wheels/agents.tar.gz /opt/lab/wheels/agents-deps.tar.gz
 printf 'PyYAML>=6\\ngrpcio>=1.60,<2  # comment\\n\\n' > /opt/lab/wheels/agents-requirements.txt
 python3 -m venv --without-pip /opt/lab/venv
 site=$(/opt/lab/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
@@ -36,7 +36,7 @@ mkdir -p "$site/agents" && touch "$site/agents/__init__.py"
 """
 BREAK = """
 site=$(/opt/lab/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-rm -rf "$site/agents" "$site/grpcio-1.0.dist-info"
+rm -rf "$site/agents" "$site/grpcio-1.0.dist-info" /opt/lab/wheels/agents.tar.gz
 """
 
 
@@ -67,17 +67,20 @@ def test_common_suite_passes_on_a_good_host_and_names_what_is_missing(tmp_path, 
     outcomes = {(r.host, r.check.split("::")[1]): r for r in result.results}
     assert {c for (h, c), r in outcomes.items() if h == good.name and r.outcome == "passed"} == {
         "test_lab_root_is_a_directory",
-        "test_wheelhouse_holds_the_labctl_wheel_and_the_requirements",
+        "test_wheels_dir_holds_both_bundles_and_the_requirements",
         "test_venv_is_a_virtual_environment",
         "test_venv_python_imports_the_agents_from_the_venv",
         "test_every_agent_requirement_is_installed_in_the_venv",
     }, text
     failed = {c: r.message for (h, c), r in outcomes.items() if r.outcome != "passed"}
-    assert set(failed) == {"test_venv_python_imports_the_agents_from_the_venv",
+    assert set(failed) == {"test_wheels_dir_holds_both_bundles_and_the_requirements",
+                           "test_venv_python_imports_the_agents_from_the_venv",
                            "test_every_agent_requirement_is_installed_in_the_venv"}, text
     assert all(h == bad.name for (h, _c), r in outcomes.items() if r.outcome != "passed")
     assert failed["test_venv_python_imports_the_agents_from_the_venv"].startswith(
         "the venv's python cannot import agents: ModuleNotFoundError: No module named 'agents'")
+    assert failed["test_wheels_dir_holds_both_bundles_and_the_requirements"].startswith(
+        "/opt/lab/wheels/agents.tar.gz is missing")
     assert failed["test_every_agent_requirement_is_installed_in_the_venv"].startswith(
         "not installed in the venv: grpcio>=1.60,<2")
     assert result.exit_code == 1

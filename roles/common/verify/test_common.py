@@ -1,5 +1,6 @@
-"""The common role: /opt/lab, the wheelhouse pushed from the lab machine, and the
-virtual environment with the agents (the labctl wheel) and their dependencies.
+"""The common role: /opt/lab, the bundles pushed from the lab machine, and the
+virtual environment with the agents and their dependencies (unpacked bundles on its
+path).
 
 Paths come from the role's variables (``hostvars``), so a lab that moves them is
 checked where it put them. The venv is inspected with one python start per host
@@ -11,6 +12,7 @@ import json
 import pytest
 
 REQUIREMENTS = "agents-requirements.txt"
+BUNDLES = ("agents.tar.gz", "agents-deps.tar.gz")
 
 # Run by the venv's python with the requirements file as argument: where it is, where
 # `agents` comes from, and which requirements have no installed distribution.
@@ -57,13 +59,12 @@ def test_lab_root_is_a_directory(host, hostvars):
     assert root.mode == 0o755, f"{root.path} has mode {root.mode:o}, not 755"
 
 
-def test_wheelhouse_holds_the_labctl_wheel_and_the_requirements(host, hostvars):
+def test_wheels_dir_holds_both_bundles_and_the_requirements(host, hostvars):
     wheels = hostvars["lab_wheels_dir"]
     assert host.file(wheels).is_directory, f"{wheels} is missing"
     names = host.check_output("ls -1 -- %s", wheels).split()
-    assert any(n.startswith("labctl-") and n.endswith(".whl") for n in names), (
-        f"no labctl wheel in {wheels}: {names}")
-    assert REQUIREMENTS in names, f"{wheels}/{REQUIREMENTS} is missing"
+    for wanted in (BUNDLES + (REQUIREMENTS,)):
+        assert wanted in names, f"{wheels}/{wanted} is missing (found: {names})"
 
 
 def test_venv_is_a_virtual_environment(host, hostvars):

@@ -1,0 +1,100 @@
+"""The apiserver role: every control-plane host serves the Kubernetes API over HTTPS.
+
+Requests run on each control-plane host through the role's probe tool (the image has
+no curl or kubectl): ``lab-apiserver-probe.py`` run by the venv's python, verifying
+the serving certificate against the lab CA, as kubernetes-admin (the admin client
+certificate the role leaves on control planes) or anonymously. Paths and ports come
+from ``hostvars``.
+"""
+
+import json
+
+import pytest
+
+
+def probe(host, hostvars, path, *, admin=False, server=None):
+    """GET ``path`` on this host's API server (or ``server``): (exit code, parsed answer)."""
+    pki = hostvars["apiserver_pki_dir"]
+    argv = [hostvars["apiserver_python"], hostvars["apiserver_probe_tool"],
+            "--server", server or hostvars["apiserver_url"], "--cacert", f"{pki}/ca.crt"]
+    if admin:
+        argv += ["--cert", f"{pki}/admin.crt", "--key", f"{pki}/admin.key"]
+    argv.append(path)
+    out = host.run(" ".join(["%s"] * len(argv)), *argv)
+    try:
+        return out.rc, json.loads(out.stdout)
+    except ValueError:
+        pytest.fail(f"{' '.join(argv)} printed no JSON (exit {out.rc}): "
+                    f"{out.stdout.strip()} {out.stderr.strip()}")
+
+
+def test_unit_is_running_and_enabled(host, hostvars):
+    service = host.service(hostvars["apiserver_service"])
+    assert service.is_running, f"{service.name} is not running"
+    assert service.is_enabled, f"{service.name} is not enabled"
+
+
+def test_unit_restarts_on_failure(host, hostvars):
+    unit = f"/etc/systemd/system/{hostvars['apiserver_service']}.service"
+    assert "Restart=on-failure" in host.file(unit).content_string.splitlines(), (
+        f"{unit} has no Restart=on-failure")
+
+
+def test_private_keys_are_readable_only_by_root(host, hostvars):
+    for name in ("apiserver.key", "apiserver-etcd-client.key", "apiserver-kubelet-client.key",
+                 "admin.key"):
+        key = host.file(f"{hostvars['apiserver_pki_dir']}/{name}")
+        assert key.is_file, f"{key.path} is missing"
+        assert key.mode == 0o600, f"{key.path} has mode {key.mode:o}, not 600"
+
+
+def listening_tcp(host):
+    """``address:port`` of every listening TCP socket, read from ``ss`` (IPv4-mapped
+    IPv6 forms reduced to IPv4)."""
+    out = host.check_output("ss --listening --tcp --numeric --no-header")
+    found = set()
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 4:
+            address, _, port = fields[3].rpartition(":")
+            found.add(f"{address.strip('[]').removeprefix('::ffff:')}:{port}")
+    return found
+
+
+def test_secure_port_listens_on_the_host_address(host, hostvars):
+    wanted = f"{hostvars['apiserver_address']}:{hostvars['apiserver_secure_port']}"
+    listening = listening_tcp(host)
+    assert wanted in listening, f"not listening on {wanted} (listening: {sorted(listening)})"
+
+
+def test_readyz_answers_ok_over_https_verified_with_the_lab_ca(host, hostvars):
+    rc, answer = probe(host, hostvars, "/readyz")
+    assert rc == 0, f"/readyz on {hostvars['apiserver_url']}: {answer}"
+
+
+def test_admin_lists_the_system_namespaces(host, hostvars):
+    rc, answer = probe(host, hostvars, "/api/v1/namespaces", admin=True)
+    assert rc == 0, f"listing namespaces as kubernetes-admin failed: {answer}"
+    names = {item["metadata"]["name"] for item in answer["body"].get("items", [])}
+    missing = {"default", "kube-system"} - names
+    assert not missing, f"namespaces {sorted(missing)} are missing (listed: {sorted(names)})"
+
+
+def test_anonymous_request_for_a_resource_is_refused(host, hostvars):
+    rc, answer = probe(host, hostvars, "/api/v1/namespaces/kube-system/secrets")
+    assert answer.get("status") in (401, 403), (
+        f"an anonymous GET of secrets answered {answer.get('status')}, not 401/403: {answer}")
+
+
+def test_every_api_server_shares_the_same_store(host, hostvars, lab):
+    """The ``default`` namespace is one object in etcd: every API server shows the same uid."""
+    rc, answer = probe(host, hostvars, "/api/v1/namespaces/default", admin=True)
+    assert rc == 0, f"GET namespace default failed: {answer}"
+    uid = answer["body"]["metadata"]["uid"]
+    for other in lab.group("control_plane"):
+        url = f"https://{lab.address(other)}:{hostvars['apiserver_secure_port']}"
+        rc, seen = probe(host, hostvars, "/api/v1/namespaces/default", admin=True, server=url)
+        assert rc == 0, f"GET namespace default on {other} ({url}) failed: {seen}"
+        assert seen["body"]["metadata"]["uid"] == uid, (
+            f"{other} shows namespace default with uid {seen['body']['metadata']['uid']}, "
+            f"this host {uid}: they do not share one etcd")

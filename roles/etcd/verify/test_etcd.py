@@ -1,0 +1,126 @@
+"""The etcd role: every host of the etcd group runs a healthy member of one cluster.
+
+Checks run on each etcd host through the role's client tool (the image has no
+etcdctl): ``lab-etcdctl.py`` run by the venv's python over TLS with the health-check
+client certificate. Paths and ports come from ``hostvars``; the expected members from
+the inventory (``lab``).
+"""
+
+import json
+import uuid
+
+import pytest
+
+
+def etcd_hosts(lab):
+    return lab.group("etcd")
+
+
+def client_url(lab, hostvars, name):
+    return f"https://{lab.address(name)}:{hostvars['etcd_client_port']}"
+
+
+def client(host, hostvars, command, *args, endpoints=None):
+    """Run the client tool on ``host``; (exit code, parsed JSON output)."""
+    argv = [hostvars["etcd_python"], hostvars["etcd_client_tool"]]
+    if endpoints:
+        argv += ["--endpoints", ",".join(endpoints)]
+    argv += [command, *args]
+    out = host.run(" ".join(["%s"] * len(argv)), *argv)
+    try:
+        return out.rc, json.loads(out.stdout)
+    except ValueError:
+        pytest.fail(f"{' '.join(argv)} printed no JSON (exit {out.rc}): "
+                    f"{out.stdout.strip()} {out.stderr.strip()}")
+
+
+def test_unit_is_running_and_enabled(host, hostvars):
+    service = host.service(hostvars["etcd_service"])
+    assert service.is_running, f"{service.name} is not running"
+    assert service.is_enabled, f"{service.name} is not enabled"
+
+
+def test_unit_restarts_on_failure(host, hostvars):
+    unit = f"/etc/systemd/system/{hostvars['etcd_service']}.service"
+    assert "Restart=on-failure" in host.file(unit).content_string.splitlines(), (
+        f"{unit} has no Restart=on-failure")
+
+
+def test_private_keys_are_readable_only_by_root(host, hostvars):
+    for name in ("server.key", "peer.key", "healthcheck-client.key"):
+        key = host.file(f"{hostvars['etcd_pki_dir']}/{name}")
+        assert key.is_file, f"{key.path} is missing"
+        assert key.mode == 0o600, f"{key.path} has mode {key.mode:o}, not 600"
+
+
+def test_data_dir_is_private(host, hostvars):
+    data = host.file(hostvars["etcd_data_dir"])
+    assert data.is_directory, f"{data.path} is missing"
+    assert data.mode == 0o700, f"{data.path} has mode {data.mode:o}, not 700"
+
+
+def listening_tcp(host):
+    """``address:port`` of every listening TCP socket. gRPC listens on an IPv4 address
+    through an IPv4-mapped IPv6 socket (``[::ffff:10.0.0.5]:2379``), which testinfra's
+    ``host.socket`` does not match, so ``ss`` is read here."""
+    out = host.check_output("ss --listening --tcp --numeric --no-header")
+    found = set()
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 4:
+            address, _, port = fields[3].rpartition(":")
+            found.add(f"{address.strip('[]').removeprefix('::ffff:')}:{port}")
+    return found
+
+
+def test_client_peer_and_metrics_ports_listen(host, hostvars, lab):
+    address = lab.address(hostvars["inventory_hostname"])
+    wanted = [
+        f"{address}:{hostvars['etcd_client_port']}",
+        f"127.0.0.1:{hostvars['etcd_client_port']}",
+        f"{address}:{hostvars['etcd_peer_port']}",
+        f"127.0.0.1:{hostvars['etcd_metrics_port']}",
+    ]
+    listening = listening_tcp(host)
+    closed = [w for w in wanted if w not in listening]
+    assert not closed, f"not listening on {', '.join(closed)} (listening: {sorted(listening)})"
+
+
+def test_endpoint_is_healthy(host, hostvars):
+    rc, rows = client(host, hostvars, "health")
+    assert rc == 0 and all(r.get("health") for r in rows), f"unhealthy: {rows}"
+
+
+def test_every_member_of_the_etcd_group_is_listed(host, hostvars, lab):
+    rc, answer = client(host, hostvars, "members")
+    assert rc == 0, f"member list failed: {answer}"
+    members = {m["name"]: m for m in answer["members"]}
+    assert sorted(members) == sorted(etcd_hosts(lab)), (
+        f"members {sorted(members)}, inventory's etcd group {sorted(etcd_hosts(lab))}")
+    for name, member in members.items():
+        peer = f"https://{lab.address(name)}:{hostvars['etcd_peer_port']}"
+        assert member["peer_urls"] == [peer], f"{name} has peer URLs {member['peer_urls']}, not {peer}"
+        assert client_url(lab, hostvars, name) in member["client_urls"], (
+            f"{name} advertises {member['client_urls']}")
+        assert not member["is_learner"], f"{name} is still a learner"
+
+
+def test_exactly_one_leader_across_the_cluster(host, hostvars, lab):
+    endpoints = [client_url(lab, hostvars, name) for name in etcd_hosts(lab)]
+    rc, rows = client(host, hostvars, "status", endpoints=endpoints)
+    assert rc == 0, f"status failed on some member: {[r for r in rows if 'error' in r]}"
+    leaders = [r["endpoint"] for r in rows if r["is_leader"]]
+    assert len(leaders) == 1, f"{len(leaders)} members say they lead: {leaders}"
+    seen = {r["leader"] for r in rows}
+    assert len(seen) == 1, f"members disagree about the leader: {seen}"
+
+
+def test_put_on_this_member_is_read_back_from_every_member(host, hostvars, lab):
+    key = f"/labctl-verify/{hostvars['inventory_hostname']}"
+    value = uuid.uuid4().hex
+    rc, put = client(host, hostvars, "put", key, value)
+    assert rc == 0, f"put {key} failed: {put}"
+    endpoints = [client_url(lab, hostvars, name) for name in etcd_hosts(lab)]
+    rc, rows = client(host, hostvars, "get", key, endpoints=endpoints)
+    wrong = [r for r in rows if r.get("value") != value]
+    assert rc == 0 and not wrong, f"read back of {key}={value} differs: {wrong}"
