@@ -9,7 +9,6 @@ The contract with etcd, as Kubernetes uses it:
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -81,73 +80,85 @@ def _translate(exc: grpc.aio.AioRpcError) -> StorageError:
     return StorageError(f"etcd error {exc.code().name}: {text}")
 
 
-def channel_target(servers: list[str]) -> str:
-    """A gRPC target for --etcd-servers: several IP endpoints become one target that
-    fails over between them; otherwise the first endpoint is used."""
-    hostports = [s.split("://", 1)[-1].rstrip("/") for s in servers]
-    try:
-        for hp in hostports:
-            ipaddress.ip_address(hp.rsplit(":", 1)[0].strip("[]"))
-    except ValueError:
-        return hostports[0]
-    if len(hostports) == 1:
-        return hostports[0]
-    return "ipv4:" + ",".join(hostports)
+def endpoint_targets(servers: list[str]) -> list[str]:
+    """One gRPC target (host:port) per --etcd-servers URL, in the order given."""
+    return [s.split("://", 1)[-1].rstrip("/") for s in servers]
+
+
+class _Endpoint:
+    """A channel to one etcd member with the KV and Watch methods bound to it.
+
+    One channel per member (not one multi-address channel) so that TLS checks each
+    member's certificate against that member's own name or address.
+    """
+
+    def __init__(self, target: str, creds: grpc.ChannelCredentials | None):
+        self.target = target
+        self.channel = (grpc.aio.secure_channel(target, creds) if creds is not None
+                        else grpc.aio.insecure_channel(target))
+        ser = lambda m: m.SerializeToString()  # noqa: E731
+        unary = self.channel.unary_unary
+        self.methods = {
+            "Range": unary(_KV + "Range", request_serializer=ser,
+                           response_deserializer=rpc_pb2.RangeResponse.FromString),
+            "Txn": unary(_KV + "Txn", request_serializer=ser,
+                         response_deserializer=rpc_pb2.TxnResponse.FromString),
+            "Compact": unary(_KV + "Compact", request_serializer=ser,
+                             response_deserializer=rpc_pb2.CompactionResponse.FromString),
+            "Put": unary(_KV + "Put", request_serializer=ser,
+                         response_deserializer=rpc_pb2.PutResponse.FromString),
+        }
+        self.watch = self.channel.stream_stream(
+            _WATCH, request_serializer=ser,
+            response_deserializer=rpc_pb2.WatchResponse.FromString)
 
 
 class EtcdStorage:
     def __init__(self, servers: list[str], ca: str | None = None, cert: str | None = None,
                  key: str | None = None, timeout: float = 10.0):
-        target = channel_target(servers)
         tls = any(s.startswith("https://") for s in servers) or ca is not None
-        if tls:
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=_read(ca), private_key=_read(key),
-                certificate_chain=_read(cert))
-            self._channel = grpc.aio.secure_channel(target, creds)
-        else:
-            self._channel = grpc.aio.insecure_channel(target)
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=_read(ca), private_key=_read(key),
+            certificate_chain=_read(cert)) if tls else None
+        self._endpoints = [_Endpoint(t, creds) for t in endpoint_targets(servers)]
+        self._active = 0  # the member requests go to; moves on when it is unavailable
         self._timeout = timeout
-        ser = lambda m: m.SerializeToString()  # noqa: E731
-        self._range = self._channel.unary_unary(
-            _KV + "Range", request_serializer=ser,
-            response_deserializer=rpc_pb2.RangeResponse.FromString)
-        self._txn = self._channel.unary_unary(
-            _KV + "Txn", request_serializer=ser,
-            response_deserializer=rpc_pb2.TxnResponse.FromString)
-        self._compact = self._channel.unary_unary(
-            _KV + "Compact", request_serializer=ser,
-            response_deserializer=rpc_pb2.CompactionResponse.FromString)
-        self._put = self._channel.unary_unary(
-            _KV + "Put", request_serializer=ser,
-            response_deserializer=rpc_pb2.PutResponse.FromString)
-        self._watch = self._channel.stream_stream(
-            _WATCH, request_serializer=ser,
-            response_deserializer=rpc_pb2.WatchResponse.FromString)
 
     async def close(self) -> None:
-        await self._channel.close()
+        for endpoint in self._endpoints:
+            await endpoint.channel.close()
 
-    async def _call(self, method, request):
-        try:
-            return await method(request, timeout=self._timeout, metadata=_METADATA)
-        except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
+    async def _call(self, method: str, request):
+        """Call ``method`` on the active member, failing over to the next members when
+        it is unavailable; the last member's error is raised when none answers."""
+        for attempt in range(len(self._endpoints)):
+            index = (self._active + attempt) % len(self._endpoints)
+            try:
+                resp = await self._endpoints[index].methods[method](
+                    request, timeout=self._timeout, metadata=_METADATA)
+            except grpc.aio.AioRpcError as exc:
+                error = _translate(exc)
+                if isinstance(error, Unavailable) and attempt + 1 < len(self._endpoints):
+                    continue
+                raise error from exc
+            self._active = index
+            return resp
+        raise AssertionError("unreachable: at least one endpoint")  # pragma: no cover
 
     async def revision(self) -> int:
-        resp = await self._call(self._range, rpc_pb2.RangeRequest(
+        resp = await self._call("Range", rpc_pb2.RangeRequest(
             key=b"/registry/", range_end=prefix_end(b"/registry/"), count_only=True))
         return resp.header.revision
 
     async def get(self, key: str) -> Item | None:
-        resp = await self._call(self._range, rpc_pb2.RangeRequest(key=key.encode()))
+        resp = await self._call("Range", rpc_pb2.RangeRequest(key=key.encode()))
         return _item(resp.kvs[0]) if resp.kvs else None
 
     async def list(self, prefix: str, revision: int = 0, limit: int = 0,
                    start_key: str | None = None) -> tuple[list[Item], int, bool]:
         """Items under prefix at revision (0 = now) from start_key on; (items, revision, more)."""
         p = prefix.encode()
-        resp = await self._call(self._range, rpc_pb2.RangeRequest(
+        resp = await self._call("Range", rpc_pb2.RangeRequest(
             key=start_key.encode() if start_key else p, range_end=prefix_end(p),
             revision=revision, limit=limit))
         return [_item(kv) for kv in resp.kvs], resp.header.revision, resp.more
@@ -155,7 +166,7 @@ class EtcdStorage:
     async def create(self, key: str, value: bytes) -> int | None:
         """Write key if absent; its new mod revision, or None if it exists."""
         k = key.encode()
-        resp = await self._call(self._txn, rpc_pb2.TxnRequest(
+        resp = await self._call("Txn", rpc_pb2.TxnRequest(
             compare=[rpc_pb2.Compare(result=rpc_pb2.Compare.EQUAL,
                                      target=rpc_pb2.Compare.MOD, key=k, mod_revision=0)],
             success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=value))]))
@@ -165,7 +176,7 @@ class EtcdStorage:
                      ) -> tuple[bool, int, Item | None]:
         """CAS write; (written, new revision, current item when not written)."""
         k = key.encode()
-        resp = await self._call(self._txn, rpc_pb2.TxnRequest(
+        resp = await self._call("Txn", rpc_pb2.TxnRequest(
             compare=[rpc_pb2.Compare(result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.MOD,
                                      key=k, mod_revision=expected_revision)],
             success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=value))],
@@ -178,7 +189,7 @@ class EtcdStorage:
     async def delete(self, key: str, expected_revision: int) -> tuple[bool, int, Item | None]:
         """CAS delete; (deleted, revision of the delete, current item when not deleted)."""
         k = key.encode()
-        resp = await self._call(self._txn, rpc_pb2.TxnRequest(
+        resp = await self._call("Txn", rpc_pb2.TxnRequest(
             compare=[rpc_pb2.Compare(result=rpc_pb2.Compare.EQUAL, target=rpc_pb2.Compare.MOD,
                                      key=k, mod_revision=expected_revision)],
             success=[rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=k))],
@@ -189,11 +200,11 @@ class EtcdStorage:
         return False, resp.header.revision, (_item(kvs[0]) if kvs else None)
 
     async def put(self, key: str, value: bytes) -> int:
-        resp = await self._call(self._put, rpc_pb2.PutRequest(key=key.encode(), value=value))
+        resp = await self._call("Put", rpc_pb2.PutRequest(key=key.encode(), value=value))
         return resp.header.revision
 
     async def compact(self, revision: int) -> None:
-        await self._call(self._compact, rpc_pb2.CompactionRequest(revision=revision))
+        await self._call("Compact", rpc_pb2.CompactionRequest(revision=revision))
 
     async def watch(self, prefix: str, start_revision: int,
                     progress: AsyncIterator[None] | None = None
@@ -204,7 +215,7 @@ class EtcdStorage:
         p = prefix.encode()
         create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
             key=p, range_end=prefix_end(p), start_revision=start_revision, prev_kv=True))
-        call = self._watch(metadata=_METADATA + (("hasleader", "true"),))
+        call = self.watch_call()
         try:
             await call.write(create)
             async for resp in call:
@@ -226,7 +237,11 @@ class EtcdStorage:
 
     def watch_call(self):
         """A raw watch stream (for the watch cache, which also asks for progress)."""
-        return self._watch(metadata=_METADATA + (("hasleader", "true"),))
+        return self._endpoints[self._active].watch(metadata=_METADATA + (("hasleader", "true"),))
+
+    def fail_over(self) -> None:
+        """The active member's watch broke: send the next watch to the next member."""
+        self._active = (self._active + 1) % len(self._endpoints)
 
 
 def _event(e) -> WatchEvent:

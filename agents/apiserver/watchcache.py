@@ -166,6 +166,11 @@ class WatchCache:
                 self._reset(exc)
             except (StorageError, Exception) as exc:  # reconnect, keep the window
                 log.warning("watch cache %s: %s; reconnecting", self.prefix, exc)
+                # any member serves the same watch: try the next one (harmless when
+                # the broken stream's member is fine)
+                fail_over = getattr(self.storage, "fail_over", None)
+                if fail_over is not None:
+                    fail_over()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue

@@ -68,15 +68,7 @@ def write_inventory(path: Path, lab: str, network, topology: str) -> Path:
     return path
 
 
-# The API server agent builds one gRPC channel "ipv4:a,b,c" for several https etcd
-# endpoints, and its TLS hostname check then fails for every member (reproduced on
-# 127.0.0.1 with real etcd 3.4 as well); one endpoint (stacked, default) works.
-MULTI_ETCD_TLS = pytest.mark.xfail(
-    reason="agents/apiserver/storage.py: several https --etcd-servers fail TLS hostname "
-           "verification (Hostname Verification Check failed)", strict=False)
-
-
-@pytest.fixture(params=["default", pytest.param("ha-external", marks=MULTI_ETCD_TLS)])
+@pytest.fixture(params=["default", "ha-external"])
 def apiserver_lab(request, base_image, tmp_path):
     need_tool("systemd-nspawn")
     need_tool("ssh")
