@@ -182,6 +182,15 @@ def test_open_process_speaks_json_lines(pool, farm):
     assert conn.run("true").ok
 
 
+def test_open_process_takes_a_large_write_whole(pool, farm):
+    """Many MiB in one write (the engine sends bundles this way) arrive intact."""
+    data = bytes(range(256)) * (5 * 4096 + 7)  # just over 5 MiB, not a slice multiple
+    with pool.get(farm.hosts[1].name).open_process("sha256sum") as proc:
+        proc.write(data)
+        proc.close_stdin()
+        assert proc.readline(timeout=30).split()[0].decode() == hashlib.sha256(data).hexdigest()
+
+
 def test_readline_times_out(pool, farm):
     with pool.get(farm.hosts[1].name).open_process("sleep 7302") as proc:
         with pytest.raises(TimeoutError):
