@@ -538,21 +538,14 @@ def _deploy(inv, pool, options: UpOptions, progress: Progress) -> dict | None:
     if site is None or not _site_has_plays(site):
         progress("deploy: skipped (no plays in site.yml)")
         return None
-    try:
-        from labctl.engine import deploy
-    except ImportError:
-        progress("deploy: skipped (the role engine is not available)")
-        return None
-    progress(f"deploy: {site}")
-    deploy_options = options.deploy_options
-    if deploy_options is None:
-        from labctl.engine import DeployOptions
+    from labctl.engine import DeployOptions, deploy
 
-        deploy_options = DeployOptions(out=sys.stderr)  # stdout stays for `up --json`
-    run = deploy(inv, pool, site, deploy_options)
-    if not getattr(run, "ok", False):
+    progress(f"deploy: {site}")
+    # stdout stays for `up --json`
+    run = deploy(inv, pool, site, options.deploy_options or DeployOptions(out=sys.stderr))
+    if not run.ok:
         raise LabError(f"deploying {site} failed; see the output above, fix, and run `labctl up` again")
-    return dict(getattr(run, "stats", {}) or {})
+    return dict(run.stats)
 
 
 def _verify(inv, pool, options: UpOptions, progress: Progress) -> bool | None:
@@ -561,11 +554,8 @@ def _verify(inv, pool, options: UpOptions, progress: Progress) -> bool | None:
     if site is None:
         progress("verify: skipped (no site.yml)")
         return None
-    try:
-        from labctl.verify import VerifyOptions, verify
-    except ImportError:
-        progress("verify: skipped (labctl.verify is not available)")
-        return None
+    from labctl.verify import VerifyOptions, verify
+
     outcome = verify(inv, pool, site, VerifyOptions(out=sys.stderr))
     if not outcome.roles:
         return None
