@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from .errors import Conflict
 from .informer import Informer
 from .resources import meta_namespace_key
 from .workqueue import WorkQueue
@@ -47,7 +48,10 @@ async def process_next(queue: WorkQueue, sync: SyncFunc, max_retries: int = 15,
         raise
     except Exception as exc:  # noqa: BLE001 - one bad key must not stop the controller
         if queue.num_requeues(key) < max_retries:
-            log.warning("%s: sync %s failed (%s); retrying with back-off", name, key, exc)
+            # A conflict is optimistic concurrency working (our cache was a step behind):
+            # routine, so not a warning.
+            level = logging.INFO if isinstance(exc, Conflict) else logging.WARNING
+            log.log(level, "%s: sync %s failed (%s); retrying with back-off", name, key, exc)
             queue.add_rate_limited(key)
         else:
             log.error("%s: dropping %s after %d retries: %s", name, key, max_retries, exc)

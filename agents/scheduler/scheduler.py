@@ -60,7 +60,7 @@ def event_for(pod: dict, reason: str, message: str, kind: str, component: str,
 
 class Scheduler:
     def __init__(self, api, *, scheduler_name: str = DEFAULT_SCHEDULER_NAME,
-                 identity: str = "", workers: int = 8):
+                 identity: str = "", workers: int = 32):
         self.api, self.scheduler_name, self.workers = api, scheduler_name, workers
         self.identity = identity or scheduler_name
         self.cache = SchedulerCache()
