@@ -215,25 +215,34 @@ class EtcdStorage:
         p = prefix.encode()
         create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
             key=p, range_end=prefix_end(p), start_revision=start_revision, prev_kv=True))
-        call = self.watch_call()
-        try:
-            await call.write(create)
-            async for resp in call:
-                if resp.compact_revision:
-                    raise Compacted(f"revision {start_revision} compacted (now "
-                                    f"{resp.compact_revision})")
-                if resp.canceled:
-                    raise StorageError(f"etcd canceled the watch: {resp.cancel_reason}")
-                if resp.created:
+        for attempt in range(len(self._endpoints)):
+            call = self.watch_call()
+            answered = False  # once the member answered, its failures are the caller's
+            try:
+                await call.write(create)
+                async for resp in call:
+                    answered = True
+                    if resp.compact_revision:
+                        raise Compacted(f"revision {start_revision} compacted (now "
+                                        f"{resp.compact_revision})")
+                    if resp.canceled:
+                        raise StorageError(f"etcd canceled the watch: {resp.cancel_reason}")
+                    if resp.created:
+                        continue
+                    if not resp.events:
+                        yield resp.header.revision
+                        continue
+                    yield [_event(e) for e in resp.events]
+                return
+            except grpc.aio.AioRpcError as exc:
+                error = _translate(exc)
+                if (not answered and isinstance(error, Unavailable)
+                        and attempt + 1 < len(self._endpoints)):
+                    self.fail_over()
                     continue
-                if not resp.events:
-                    yield resp.header.revision
-                    continue
-                yield [_event(e) for e in resp.events]
-        except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
-        finally:
-            call.cancel()
+                raise error from exc
+            finally:
+                call.cancel()
 
     def watch_call(self):
         """A raw watch stream (for the watch cache, which also asks for progress)."""
