@@ -157,39 +157,64 @@ async def measure(base: str, pids) -> dict:
             "watch_delivery_100_watchers": watch}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--etcd-servers", help="benchmark on this etcd instead of a fresh etcd 3.4")
-    p.add_argument("--ours", action="store_true",
-                   help="start our etcd agent (python -m agents.etcd) instead of etcd 3.4")
-    p.add_argument("--label", default=None, help="name of the etcd under test in the result")
-    p.add_argument("--out", default=None)
-    args = p.parse_args()
+def run_one(store: str, etcd_servers: str | None = None) -> dict:
+    """One measurement: the API server on a fresh etcd 3.4 ("etcd"), a fresh etcd agent
+    of ours ("ours"), or the given ``etcd_servers``."""
     with tempfile.TemporaryDirectory(prefix="bench-apiserver-") as work, \
             contextlib.ExitStack() as stack:
         store_pid = None
-        if args.etcd_servers:
-            endpoint, label = args.etcd_servers, args.label or "external etcd"
+        if etcd_servers:
+            endpoint = etcd_servers
         else:
-            command = [sys.executable, "-m", "agents.etcd"] if args.ours else None
+            command = [sys.executable, "-m", "agents.etcd"] if store == "ours" else None
             etcd = stack.enter_context(testing.run_etcd(work, command))
             endpoint, store_pid = etcd.endpoint, etcd.proc.pid
-            label = args.label or ("our etcd agent" if args.ours else "etcd 3.4 (Debian)")
         api = stack.enter_context(testing.run_apiserver(work, endpoint))
         load_before = os.getloadavg()[0]
         results = asyncio.run(measure(api.url, (api.proc.pid, store_pid)))
-    record = {"benchmark": "apiserver", "store": label,
+    return {"store": STORES.get(store, store),
+            "load_average_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+            "results": results}
+
+
+STORES = {"etcd": "etcd 3.4 (Debian)", "ours": "our etcd agent"}
+
+
+def summary_line(run: dict) -> str:
+    r = run["results"]
+    one, many = r["creates_1_client"], r["creates_32_clients"]
+    watch = r["watch_delivery_100_watchers"]
+    return (f"{run['store']:<20} creates/s 1 client {one['creates_per_s']:>6.0f} "
+            f"(p99 {one['p99_ms']:.0f} ms)  32 clients {many['creates_per_s']:>6.0f} "
+            f"(p99 {many['p99_ms']:.0f} ms)  LIST 1000 {r['list_1000_pods']['median_ms']:.0f} ms  "
+            f"watch p99 {watch['p99_ms']:.0f} ms")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description="API server on real etcd 3.4 and on our etcd "
+                                            "agent, side by side in one run")
+    p.add_argument("--stores", default="etcd,ours",
+                   help="comma list of etcd (Debian's 3.4) and ours (agents.etcd)")
+    p.add_argument("--etcd-servers", help="benchmark on this etcd instead (one run)")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "results",
+                                                 "apiserver.json"))
+    args = p.parse_args()
+    if args.etcd_servers:
+        runs = [run_one("external etcd", args.etcd_servers)]
+    else:
+        runs = [run_one(store.strip()) for store in args.stores.split(",") if store.strip()]
+    record = {"benchmark": "apiserver",
               "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-              "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                       "load_average_1m": [round(load_before, 1),
-                                           round(os.getloadavg()[0], 1)]},
-              "results": results}
-    out = args.out or os.path.join(os.path.dirname(__file__), "results",
-                                   f"apiserver-{record['when'].replace(':', '')}.json")
+              "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
+              "targets": {"creates_per_second_32_clients_on_etcd": 500,
+                          "mutating_p99_ms": 100, "watch_delivery_p99_ms": 50},
+              "runs": runs}
+    out = os.path.normpath(args.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as fh:
         json.dump(record, fh, indent=2)
-    print(json.dumps(record, indent=2))
+    for run in runs:
+        print(summary_line(run))
     print(f"written to {out}")
     return 0
 
