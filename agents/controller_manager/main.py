@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import socket
 import sys
 import uuid
@@ -16,7 +15,7 @@ from aiohttp import web
 from agents.kube.client import KubeClient
 from agents.kube.informer import Informer, by_namespace, by_owner_uid, pods_by_node
 from agents.kube.kubeconfig import KubeconfigError
-from agents.kube.leaderelection import LeaderElector
+from agents.kube.leaderelection import run_leader_elected
 
 from .base import EventRecorder
 from .deployment import DeploymentController
@@ -138,38 +137,8 @@ async def run(args) -> int:
             "grace_period": args.node_monitor_grace_period,
             "monitor_period": args.node_monitor_period,
             "default_toleration_seconds": args.default_toleration_seconds})
-        elector = None
-        if args.leader_elect:
-            elector = LeaderElector(
-                api, args.leader_elect_resource_namespace, args.leader_elect_resource_name,
-                identity, on_started_leading=manager.run,
-                on_new_leader=lambda who: log.info("leader is now %s", who),
-                lease_duration=args.leader_elect_lease_duration,
-                renew_deadline=args.leader_elect_renew_deadline,
-                retry_period=args.leader_elect_retry_period)
-        runner = await serve_health(args, lambda: elector is None or elector.is_leader)
-        main_task = asyncio.create_task(elector.run() if elector else manager.run())
-        stopping = False
-
-        def stop():
-            nonlocal stopping
-            stopping = True
-            main_task.cancel()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop)
-        try:
-            await main_task
-        except asyncio.CancelledError:
-            pass
-        finally:
-            if runner:
-                await runner.cleanup()
-        if elector is not None and not stopping:
-            log.error("lost the lease; exiting so that a fresh process campaigns again")
-            return 1
-        return 0
-
+        return await run_leader_elected(api, args, identity, manager.run,
+                                        lambda is_leader: serve_health(args, is_leader), log)
 
 def main(argv=None) -> int:
     args = parse_args(argv)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -258,3 +259,46 @@ class LeaderElector:
                 self.on_stopped_leading()
         if work.done() and not work.cancelled() and work.exception() is not None:
             raise work.exception()
+
+
+async def run_leader_elected(api, args, identity: str, work: Callable[[], Awaitable[None]],
+                             start_health: Callable[[Callable[[], bool]], Awaitable[object]],
+                             log: logging.Logger) -> int:
+    """Run a component like its Kubernetes counterpart: ``work`` directly, or, with
+    ``args.leader_elect``, only while holding the Lease named by the
+    ``args.leader_elect_*`` options. ``start_health(is_leader)`` serves /healthz and
+    returns an aiohttp runner (or None). SIGTERM/SIGINT stop it (exit 0); losing the
+    Lease ends it with 1 so that a fresh process campaigns again."""
+    elector = None
+    if args.leader_elect:
+        elector = LeaderElector(
+            api, args.leader_elect_resource_namespace, args.leader_elect_resource_name,
+            identity, on_started_leading=work,
+            on_new_leader=lambda who: log.info("leader is now %s", who),
+            lease_duration=args.leader_elect_lease_duration,
+            renew_deadline=args.leader_elect_renew_deadline,
+            retry_period=args.leader_elect_retry_period)
+    runner = await start_health(lambda: elector is None or elector.is_leader)
+    main_task = asyncio.create_task(elector.run() if elector else work())
+    stopping = False
+
+    def stop() -> None:
+        nonlocal stopping
+        stopping = True
+        main_task.cancel()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await main_task
+    except asyncio.CancelledError:
+        pass
+    finally:
+        if runner:
+            await runner.cleanup()
+    if elector is not None and not stopping:
+        log.error("lost the lease %s/%s; exiting so that a fresh process campaigns again",
+                  args.leader_elect_resource_namespace, args.leader_elect_resource_name)
+        return 1
+    return 0
