@@ -7,9 +7,8 @@ namespaces, anonymous refused), kubectl on the lab machine reads namespaces with
 file ``labctl kubeconfig`` prints, a second deploy changes nothing in the etcd and API
 server plays, and ``down`` removes everything.
 
-Like the etcd role's lab test, until labctl passes the PKI and every host's address to
-roles by itself, the test gives them the way a user of plain Ansible would: explicit
-``ansible_host`` values and ``-e lab_pki_dir=…``.
+labctl gives roles each host's address (``ansible_host``) and the lab's PKI
+(``lab_pki_dir``) by itself: the inventory carries no addresses.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -45,23 +43,22 @@ SITE = """\
   roles: [apiserver]
 """
 
-# group -> host -> last address byte, on a free subnet with explicit addresses
+# group -> hosts, on a free subnet (addresses are labctl's own)
 TOPOLOGIES = {
     # inventory/default.yml's shape: stacked etcd on the one control plane
-    "default": {"control_plane": {"cp-1": 11}, "workers": {"worker-1": 21, "worker-2": 22}},
+    "default": {"control_plane": ["cp-1"], "workers": ["worker-1", "worker-2"]},
     # inventory/ha-external.yml's shape without workers: two API servers, one etcd cluster
-    "ha-external": {"etcd": {"etcd-1": 31, "etcd-2": 32, "etcd-3": 33},
-                    "control_plane": {"cp-1": 11, "cp-2": 12}},
+    "ha-external": {"etcd": ["etcd-1", "etcd-2", "etcd-3"],
+                    "control_plane": ["cp-1", "cp-2"]},
 }
 
 
 def write_inventory(path: Path, lab: str, network, topology: str) -> Path:
-    base = str(network.network_address).rsplit(".", 1)[0]
     lines = ["all:", "  vars:", f"    lab_name: {lab}", "    lab_provider: nspawn",
              f"    lab_network: {network}", "  children:"]
     for group, hosts in TOPOLOGIES[topology].items():
         lines += [f"    {group}:", "      hosts:"]
-        lines += [f"        {h}: {{ansible_host: {base}.{last}}}" for h, last in hosts.items()]
+        lines += [f"        {h}:" for h in hosts]
     if "etcd" not in TOPOLOGIES[topology]:
         lines += ["    etcd:", "      children:", "        control_plane:"]
     path.write_text("\n".join(lines) + "\n")
@@ -109,19 +106,14 @@ def task_result(play: dict, name: str, host: str = "cp-1") -> dict:
 def test_apiserver_role_deploys_verifies_serves_kubectl_and_is_idempotent(apiserver_lab, tmp_path):
     lab = apiserver_lab
     inv = str(lab.inventory)
-    pki_dir = subprocess.run(
-        [sys.executable, "-m", "labctl.pki_for_lab", "-i", inv],
-        env=lab.env, capture_output=True, text=True, check=True, timeout=120,
-    ).stdout.strip()
-    pki = ("-e", f"lab_pki_dir={pki_dir}")
     site = ("--site", str(tmp_path / "site.yml"))
 
-    first = lab.up(*pki, *site, "--no-verify")
+    first = lab.up(*site, "--no-verify")
     assert first["deployed"] is True
     for host in lab.control_planes:
         assert first["deploy_stats"][host]["changed"] >= 1, first["deploy_stats"]
 
-    verified = lab.labctl("verify", "-i", inv, *pki, *site, "--json", check=False, timeout=300)
+    verified = lab.labctl("verify", "-i", inv, *site, "--json", check=False, timeout=300)
     report = json.loads(verified.stdout)
     # the suites of the roles this test is about (common's has its own lab test)
     failed = [r for r in report["results"]
@@ -151,7 +143,7 @@ def test_apiserver_role_deploys_verifies_serves_kubectl_and_is_idempotent(apiser
 
     # The common play may legitimately change on a re-run (a rebuilt agents wheel is pushed
     # and reinstalled); the etcd and API server plays must not.
-    again = json.loads(lab.labctl("deploy", "-i", inv, *pki, *site, "--json", timeout=600).stdout)
+    again = json.loads(lab.labctl("deploy", "-i", inv, *site, "--json", timeout=600).stdout)
     assert again["ok"], again["failures"]
     changed = [f"{play['name']}: {task['name']} on {host}"
                for play in again["plays"] if play["name"] in ("etcd members", "API servers")
@@ -159,7 +151,7 @@ def test_apiserver_role_deploys_verifies_serves_kubectl_and_is_idempotent(apiser
     assert changed == [], f"a second deploy changed something: {changed}"
 
     # A changed flag rewrites the unit; the handler restarts the server and waits for it.
-    changed_flag = json.loads(lab.labctl("deploy", "-i", inv, *pki, *site, "-e", "apiserver_log_level=3",
+    changed_flag = json.loads(lab.labctl("deploy", "-i", inv, *site, "-e", "apiserver_log_level=3",
                                          "--limit", "control_plane", "--json", timeout=600).stdout)
     assert changed_flag["ok"], changed_flag["failures"]
     api_play = next(p for p in changed_flag["plays"] if p["name"] == "API servers")

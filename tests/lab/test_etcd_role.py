@@ -6,16 +6,14 @@ etcd plays; then ``labctl verify`` runs the etcd suite (members, one leader, hea
 put/get), ``labctl etcdctl`` talks to the cluster from the lab machine, a second
 ``deploy`` changes no etcd task, and ``down`` removes everything.
 
-Until labctl passes the PKI and every host's address to roles by itself (see the
-etcd role's defaults), the test gives them the way a user of plain Ansible would:
-explicit ``ansible_host`` values and ``-e lab_pki_dir=…``.
+labctl gives roles each host's address (``ansible_host``) and the lab's PKI
+(``lab_pki_dir``) by itself: the inventory carries no addresses.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import subprocess
 import sys
 from pathlib import Path
 
@@ -39,14 +37,13 @@ SITE = """\
 """
 
 TOPOLOGIES = {
-    # group -> hosts (each host's last address byte)
-    "external": {"etcd": {"etcd-1": 11, "etcd-2": 12, "etcd-3": 13}, "control_plane": {"cp-1": 21}},
-    "stacked": {"control_plane": {"cp-1": 21, "cp-2": 22, "cp-3": 23}},
+    # group -> hosts (addresses are labctl's own)
+    "external": {"etcd": ["etcd-1", "etcd-2", "etcd-3"], "control_plane": ["cp-1"]},
+    "stacked": {"control_plane": ["cp-1", "cp-2", "cp-3"]},
 }
 
 
 def write_inventory(path: Path, lab: str, network, topology: str) -> Path:
-    base = str(network.network_address).rsplit(".", 1)[0]
     lines = [
         "all:",
         "  vars:",
@@ -57,7 +54,7 @@ def write_inventory(path: Path, lab: str, network, topology: str) -> Path:
     ]
     for group, hosts in TOPOLOGIES[topology].items():
         lines += [f"    {group}:", "      hosts:"]
-        lines += [f"        {h}: {{ansible_host: {base}.{last}}}" for h, last in hosts.items()]
+        lines += [f"        {h}:" for h in hosts]
     if topology == "stacked":
         lines += ["    etcd:", "      children:", "        control_plane:"]
     path.write_text("\n".join(lines) + "\n")
@@ -97,25 +94,15 @@ def etcd_hosts(lab) -> list[str]:
 def test_etcd_role_deploys_verifies_answers_etcdctl_and_is_idempotent(etcd_lab, tmp_path):
     lab = etcd_lab
     inv = str(lab.inventory)
-    pki_dir = subprocess.run(
-        [sys.executable, "-m", "labctl.pki_for_lab", "-i", inv],
-        env=lab.env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout.strip()
-    assert Path(pki_dir) == lab.root / "pki"
-    pki = ("-e", f"lab_pki_dir={pki_dir}")
     site = ("--site", str(tmp_path / "site.yml"))
 
-    first = lab.up(*pki, *site, "--no-verify")
+    first = lab.up(*site, "--no-verify")
     assert first["deployed"] is True
     print(f"[{lab.topology}] up phases (s): {first['phases']}", file=sys.stderr)
     for host in etcd_hosts(lab):
         assert first["deploy_stats"][host]["changed"] >= 1, first["deploy_stats"]
 
-    verified = lab.labctl("verify", "-i", inv, *pki, *site, "--json", check=False, timeout=300)
+    verified = lab.labctl("verify", "-i", inv, *site, "--json", check=False, timeout=300)
     report = json.loads(verified.stdout)
     failed = [r for r in report["results"] if r["outcome"] != "passed"]
     assert verified.returncode == 0 and not failed, json.dumps(failed, indent=2)
@@ -138,7 +125,7 @@ def test_etcd_role_deploys_verifies_answers_etcdctl_and_is_idempotent(etcd_lab, 
 
     # A second deploy leaves the members alone: no etcd task or handler changes anything.
     # (common may re-push the agents' wheel when agents/ changed meanwhile.)
-    again = json.loads(lab.labctl("deploy", "-i", inv, *pki, *site, "--json", timeout=600).stdout)
+    again = json.loads(lab.labctl("deploy", "-i", inv, *site, "--json", timeout=600).stdout)
     assert again["ok"], again["failures"]
     etcd_steps = [t for play in again["plays"] if play["name"] == "etcd members" for t in play["tasks"]]
     assert etcd_steps, "the etcd play did not run"
