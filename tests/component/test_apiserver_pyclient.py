@@ -142,8 +142,9 @@ def test_expired_resource_version_is_410(api_client, server):
         w.stop()
 
 
-def test_dynamic_client_uses_legacy_discovery(api_client):
-    dyn = DynamicClient(api_client)
+def test_dynamic_client_uses_legacy_discovery(api_client, tmp_path):
+    # its discovery cache goes to /tmp unless told otherwise
+    dyn = DynamicClient(api_client, cache_file=str(tmp_path / "discovery.json"))
     leases = dyn.resources.get(api_version="coordination.k8s.io/v1", kind="Lease")
     leases.create(namespace="kube-node-lease", body={
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
