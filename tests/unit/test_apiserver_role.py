@@ -3,18 +3,14 @@ external inventories; its flags are fed to the API server agent's own flag parse
 
 from __future__ import annotations
 
-import shlex
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
 from agents.apiserver.main import parse_args
-from labctl.engine.loader import load_site
-from labctl.engine.templating import LazyVars, render_text
-from labctl.engine.variables import HostState, HostVars, inventory_vars_of, magic_vars, task_vars
-from labctl.inventory import load_inventory
+from tests.unit.role_rendering import exec_start, load_play, render_template_task
+from tests.unit.role_rendering import task_variables as role_task_variables
 
 pytestmark = pytest.mark.unit
 
@@ -57,37 +53,18 @@ all:
 
 
 def load(tmp_path: Path, inventory_text: str):
-    inv_path = tmp_path / "inventory.yml"
-    inv_path.write_text(textwrap.dedent(inventory_text))
-    inventory = load_inventory(inv_path)
-    assert not inventory.errors(), inventory.errors()
-    site = tmp_path / "site.yml"
-    site.write_text("- hosts: control_plane\n  roles: [apiserver]\n")
-    return inventory, load_site(site, [ROLE.parent]).plays[0]
+    return load_play(tmp_path, inventory_text, "control_plane", "apiserver")
 
 
 def task_variables(tmp_path: Path, inventory_text: str, host: str, module: str = "template"):
     """(play, the first ``module`` task, the variables that task sees on ``host``)."""
-    inventory, play = load(tmp_path, inventory_text)
-    task = next(t for t in play.tasks if t.module == module)
-    states = {h: HostState(h, inventory_vars_of(inventory, h)) for h in inventory.hosts}
-    hostvars = HostVars(states, inventory.extra_vars)
-    hosts = inventory.hosts_matching(play.hosts)
-    magic = magic_vars(inventory, host, hosts, hostvars, False, False, str(tmp_path))
-    return play, task, LazyVars(task_vars(play, task, states[host], inventory.extra_vars, magic))
+    return role_task_variables(tmp_path, inventory_text, "control_plane", "apiserver", host,
+                               module)
 
 
 def render_unit(tmp_path: Path, inventory_text: str, host: str) -> str:
     _, task, variables = task_variables(tmp_path, inventory_text, host)
-    source = ROLE / "templates" / task.args["src"]
-    return render_text(source.read_text(), variables, str(source))
-
-
-def exec_start(unit: str) -> list[str]:
-    """ExecStart's argv (continuation lines joined)."""
-    joined = unit.replace("\\\n", " ")
-    line = next(x for x in joined.splitlines() if x.startswith("ExecStart="))
-    return shlex.split(line.removeprefix("ExecStart="))
+    return render_template_task("apiserver", task, variables)
 
 
 def agent_args(unit: str):

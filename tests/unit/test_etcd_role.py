@@ -3,18 +3,13 @@ external inventories; its flags are fed to the etcd agent's own flag parser."""
 
 from __future__ import annotations
 
-import shlex
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
 from agents.etcd.config import parse_args
-from labctl.engine.loader import load_site
-from labctl.engine.templating import LazyVars, render_text
-from labctl.engine.variables import HostState, HostVars, inventory_vars_of, magic_vars, task_vars
-from labctl.inventory import load_inventory
+from tests.unit.role_rendering import exec_start, render_template_task, task_variables
 
 pytestmark = pytest.mark.unit
 
@@ -68,40 +63,14 @@ all:
 """
 
 
-def site_for(tmp_path: Path) -> Path:
-    site = tmp_path / "site.yml"
-    site.write_text("- hosts: etcd\n  roles: [etcd]\n")
-    return site
-
-
 def role_vars(tmp_path: Path, inventory_text: str, host: str):
     """(play, the unit template task, the variables that task sees on ``host``)."""
-    inv_path = tmp_path / "inventory.yml"
-    inv_path.write_text(textwrap.dedent(inventory_text))
-    inventory = load_inventory(inv_path)
-    assert not inventory.errors(), inventory.errors()
-    site = load_site(site_for(tmp_path), [ROLE.parent])
-    play = site.plays[0]
-    task = next(t for t in play.tasks if t.module == "template")
-    states = {h: HostState(h, inventory_vars_of(inventory, h)) for h in inventory.hosts}
-    hostvars = HostVars(states, inventory.extra_vars)
-    hosts = inventory.hosts_matching(play.hosts)
-    magic = magic_vars(inventory, host, hosts, hostvars, False, False, str(tmp_path))
-    raw = task_vars(play, task, states[host], inventory.extra_vars, magic)
-    return play, task, LazyVars(raw)
+    return task_variables(tmp_path, inventory_text, "etcd", "etcd", host)
 
 
 def render_unit(tmp_path: Path, inventory_text: str, host: str) -> str:
     _, task, variables = role_vars(tmp_path, inventory_text, host)
-    source = ROLE / "templates" / task.args["src"]
-    return render_text(source.read_text(), variables, str(source))
-
-
-def exec_start(unit: str) -> list[str]:
-    """ExecStart's argv (continuation lines joined)."""
-    joined = unit.replace("\\\n", " ")
-    line = next(x for x in joined.splitlines() if x.startswith("ExecStart="))
-    return shlex.split(line.removeprefix("ExecStart="))
+    return render_template_task("etcd", task, variables)
 
 
 def agent_config(unit: str):
