@@ -7,9 +7,13 @@ certificate the role leaves on control planes) or anonymously. Paths and ports c
 from ``hostvars``.
 """
 
-import json
 
-import pytest
+
+from labctl.verify.checks import (
+    assert_service_running_and_enabled,
+    assert_unit_restarts_on_failure,
+    run_json,
+)
 
 
 def probe(host, hostvars, path, *, admin=False, server=None):
@@ -20,24 +24,15 @@ def probe(host, hostvars, path, *, admin=False, server=None):
     if admin:
         argv += ["--cert", f"{pki}/admin.crt", "--key", f"{pki}/admin.key"]
     argv.append(path)
-    out = host.run(" ".join(["%s"] * len(argv)), *argv)
-    try:
-        return out.rc, json.loads(out.stdout)
-    except ValueError:
-        pytest.fail(f"{' '.join(argv)} printed no JSON (exit {out.rc}): "
-                    f"{out.stdout.strip()} {out.stderr.strip()}")
+    return run_json(host, argv)
 
 
 def test_unit_is_running_and_enabled(host, hostvars):
-    service = host.service(hostvars["apiserver_service"])
-    assert service.is_running, f"{service.name} is not running"
-    assert service.is_enabled, f"{service.name} is not enabled"
+    assert_service_running_and_enabled(host, hostvars["apiserver_service"])
 
 
 def test_unit_restarts_on_failure(host, hostvars):
-    unit = f"/etc/systemd/system/{hostvars['apiserver_service']}.service"
-    assert "Restart=on-failure" in host.file(unit).content_string.splitlines(), (
-        f"{unit} has no Restart=on-failure")
+    assert_unit_restarts_on_failure(host, hostvars["apiserver_service"])
 
 
 def test_private_keys_are_readable_only_by_root(host, hostvars):

@@ -6,10 +6,13 @@ client certificate. Paths and ports come from ``hostvars``; the expected members
 the inventory (``lab``).
 """
 
-import json
 import uuid
 
-import pytest
+from labctl.verify.checks import (
+    assert_service_running_and_enabled,
+    assert_unit_restarts_on_failure,
+    run_json,
+)
 
 
 def etcd_hosts(lab):
@@ -26,24 +29,15 @@ def client(host, hostvars, command, *args, endpoints=None):
     if endpoints:
         argv += ["--endpoints", ",".join(endpoints)]
     argv += [command, *args]
-    out = host.run(" ".join(["%s"] * len(argv)), *argv)
-    try:
-        return out.rc, json.loads(out.stdout)
-    except ValueError:
-        pytest.fail(f"{' '.join(argv)} printed no JSON (exit {out.rc}): "
-                    f"{out.stdout.strip()} {out.stderr.strip()}")
+    return run_json(host, argv)
 
 
 def test_unit_is_running_and_enabled(host, hostvars):
-    service = host.service(hostvars["etcd_service"])
-    assert service.is_running, f"{service.name} is not running"
-    assert service.is_enabled, f"{service.name} is not enabled"
+    assert_service_running_and_enabled(host, hostvars["etcd_service"])
 
 
 def test_unit_restarts_on_failure(host, hostvars):
-    unit = f"/etc/systemd/system/{hostvars['etcd_service']}.service"
-    assert "Restart=on-failure" in host.file(unit).content_string.splitlines(), (
-        f"{unit} has no Restart=on-failure")
+    assert_unit_restarts_on_failure(host, hostvars["etcd_service"])
 
 
 def test_private_keys_are_readable_only_by_root(host, hostvars):
