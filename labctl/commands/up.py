@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from labctl import lifecycle
+from labctl.commands._common import add_inventory_arguments, inventory_from_args
 from labctl.errors import LabError
 from labctl.providers.readiness import StepTimeouts
 
@@ -26,13 +27,7 @@ def parse_step_timeouts(values: list[str]) -> StepTimeouts:
 
 def register(sub) -> None:
     parser = sub.add_parser("up", help="create the lab's hosts (or converge), deploy and verify")
-    try:
-        from labctl.commands._common import add_inventory_arguments
-    except ImportError:  # the inventory commands are not there yet: same flags, by hand
-        parser.add_argument("-i", "--inventory", required=True)
-        parser.add_argument("-e", "--extra-vars", action="append", default=[])
-    else:
-        add_inventory_arguments(parser)
+    add_inventory_arguments(parser)
     parser.add_argument("--no-deploy", action="store_true", help="hosts only: skip deploying the site")
     parser.add_argument("--no-verify", action="store_true", help="skip the roles' verify suites")
     parser.add_argument("--site", type=Path, help="the site file (default: site.yml near the inventory)")
@@ -45,8 +40,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labctl.commands._common import inventory_from_args
-
     inv = inventory_from_args(args)
     options = lifecycle.UpOptions(
         deploy=not args.no_deploy,
