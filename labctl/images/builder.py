@@ -56,8 +56,8 @@ def initramfs_command(rootfs: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def enable_command(rootfs: Path, units: tuple[str, ...]) -> list[str]:
-    return ["systemctl", f"--root={rootfs}", "--quiet", "enable", *units]
+def enable_command(rootfs: Path, units: tuple[str, ...], verb: str = "enable") -> list[str]:
+    return ["systemctl", f"--root={rootfs}", "--quiet", verb, *units]
 
 
 def mkfs_command(raw: Path, rootfs: Path) -> list[str]:
@@ -173,6 +173,9 @@ def customise(rootfs: Path, recipe: Recipe, log: Path) -> None:
     for generator in recipe.masked_generators:
         mask_unit(rootfs, generator, "etc/systemd/system-generators")
     run_logged(enable_command(rootfs, recipe.enabled_units), log, "enabling units")
+    if recipe.disabled_units:
+        run_logged(enable_command(rootfs, recipe.disabled_units, "disable"), log,
+                   "disabling units")
     run_logged(initramfs_command(rootfs), log, "regenerating the initrd")
     remove_paths(rootfs, recipe.remove_paths)
     write_file(

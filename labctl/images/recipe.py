@@ -34,6 +34,7 @@ class Recipe:
     packages: tuple[str, ...]
     initrd_modules: tuple[str, ...]
     enabled_units: tuple[str, ...]
+    disabled_units: tuple[str, ...]
     masked_units: tuple[str, ...]
     masked_generators: tuple[str, ...]
     remove_paths: tuple[str, ...]
@@ -79,6 +80,7 @@ def recipe_from_data(data: Any, where: Path = RECIPE_FILE, extra_packages=()) ->
         packages=tuple(sorted(packages)),
         initrd_modules=modules,
         enabled_units=_string_list(data, "enabled_units", where),
+        disabled_units=_string_list(data, "disabled_units", where),
         masked_units=_string_list(data, "masked_units", where),
         masked_generators=_string_list(data, "masked_generators", where),
         remove_paths=_string_list(data, "remove_paths", where),

@@ -30,6 +30,14 @@ DEFAULTS: dict[str, Default] = {
     "lab_network": Default(
         None, "lab", "the lab's isolated IPv4 network (CIDR); its first address is the lab "
         "machine's; default: a /24 in 10.200.0.0-10.249.255.255 derived from lab_name"),
+    "lab_cluster_cidr": Default(
+        "10.244.0.0/16", "lab", "pod addresses: each node gets a slice of it (Node IPAM)"),
+    "lab_node_cidr_mask": Default(24, "lab", "prefix length of each node's pod CIDR"),
+    "lab_service_cidr": Default(
+        "10.96.0.0/12", "lab", "Service ClusterIPs; its first address is the `kubernetes` Service"),
+    "lab_cluster_dns_ip": Default(
+        "10.96.0.10", "lab", "ClusterIP of the cluster DNS Service (pods' resolv.conf)"),
+    "lab_cluster_domain": Default("cluster.local", "lab", "DNS domain of Services and pods"),
     "cpus": Default(1, "host", "virtual CPUs of the host"),
     "memory_mb": Default(512, "host", "memory of the host in MiB (VMs; nspawn ignores it)"),
     "libvirt_uri": Default(

@@ -214,7 +214,7 @@ class _Builder:
         final = resolved_defaults(lab["lab_name"])
         final.update(inventory_vars)
         final.update(self.extra)
-        final.update({var: lab[var] for var in LAB_WIDE})
+        final.update({var: lab[var] if var in lab else lab["as_written"][var] for var in LAB_WIDE})
         final["inventory_hostname"] = host
         final["group_names"] = sorted(groups)
         return final

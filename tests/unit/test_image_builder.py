@@ -49,6 +49,7 @@ def test_disk_and_initrd_commands_use_no_loop_mounts(tmp_path):
     assert initramfs[:4] == ["unshare", "--mount", "--propagation", "private"]
     assert "update-initramfs -u -k all" in initramfs[-1]
     assert builder.enable_command(tmp_path, ("a.service",))[-2:] == ["enable", "a.service"]
+    assert builder.enable_command(tmp_path, ("b.service",), "disable")[-2:] == ["disable", "b.service"]
 
 
 def test_write_file_replaces_symlinks_instead_of_writing_through(tmp_path):
