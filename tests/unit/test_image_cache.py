@@ -73,7 +73,7 @@ def test_stale_temp_dirs_of_interrupted_builds_are_removed(tmp_path, builds):
 def test_a_changed_recipe_builds_a_new_image(tmp_path, builds):
     first = ensure_base_image(progress=lambda _: None, home=tmp_path)
     second = ensure_base_image(
-        progress=lambda _: None, home=tmp_path, recipe=image_recipe(extra_packages=("runc",))
+        progress=lambda _: None, home=tmp_path, recipe=image_recipe(extra_packages=("busybox",))
     )
     assert first.root != second.root and first.is_complete() and second.is_complete()
     assert len(builds) == 2
