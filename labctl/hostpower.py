@@ -8,6 +8,7 @@ waits until it is reachable over SSH, like `up` does.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from labctl import hostrecords, lifecycle
@@ -39,15 +40,19 @@ def _records(state: LabState, lab_name: str, names: list[str]):
     return records
 
 
+def _maybe_locked(state: LabState, already_locked: bool):
+    return contextlib.nullcontext() if already_locked else lab_lock(state)
+
+
 def stop_hosts(lab_name: str, names: list[str], *, progress: Progress | None = print_progress,
-               provider_factory=get_provider) -> dict[str, float]:
+               provider_factory=get_provider, already_locked: bool = False) -> dict[str, float]:
     """Stop ``names`` in parallel; the seconds each took."""
     progress = progress or (lambda _line: None)
     state = LabState.for_lab(lab_name)
     providers = Providers(state, provider_factory)
     taken: dict[str, float] = {}
     try:
-        with lab_lock(state):
+        with _maybe_locked(state, already_locked):  # `up` holds the lock while verifying
             records = _records(state, lab_name, names)
 
             def stop(name: str) -> None:
@@ -63,15 +68,15 @@ def stop_hosts(lab_name: str, names: list[str], *, progress: Progress | None = p
 
 
 def start_hosts(lab_name: str, names: list[str], *, progress: Progress | None = print_progress,
-                timeouts: StepTimeouts | None = None,
-                provider_factory=get_provider) -> dict[str, float]:
+                timeouts: StepTimeouts | None = None, provider_factory=get_provider,
+                already_locked: bool = False) -> dict[str, float]:
     """Start ``names`` and wait until each is ready; seconds from the call to ready."""
     progress = progress or (lambda _line: None)
     state = LabState.for_lab(lab_name)
     providers = Providers(state, provider_factory)
     t0 = time.monotonic()
     try:
-        with lab_lock(state):
+        with _maybe_locked(state, already_locked):  # `up` holds the lock while verifying
             records = _records(state, lab_name, names)
             started = _parallel(lambda n: providers(records[n].provider).start(records[n]), names)
             _raise_failures("starting hosts", started)

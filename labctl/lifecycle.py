@@ -554,9 +554,13 @@ def _verify(inv, pool, options: UpOptions, progress: Progress) -> bool | None:
     if site is None:
         progress("verify: skipped (no site.yml)")
         return None
+    from labctl import hostpower
     from labctl.verify import VerifyOptions, verify
 
-    outcome = verify(inv, pool, site, VerifyOptions(out=sys.stderr))
+    # `up` holds the lab lock: the smoke test's stop/start of hosts must not take it again
+    power = (lambda h: hostpower.stop_hosts(inv.lab_name, [h], progress=progress, already_locked=True),
+             lambda h: hostpower.start_hosts(inv.lab_name, [h], progress=progress, already_locked=True))
+    outcome = verify(inv, pool, site, VerifyOptions(out=sys.stderr, host_power=power))
     if not outcome.roles:
         return None
     if not outcome.ok:

@@ -1,5 +1,10 @@
 """``labctl verify -i INV``: run the roles' testinfra verify suites on the lab's hosts.
 
+Then, on labs with kubelets, the cluster smoke test (labctl/verify/smoke.py): an app
+Deployment and Service, reached by ClusterIP from every worker and by DNS name from a pod;
+a deleted pod replaced; a stopped worker's pods recreated elsewhere (``--no-disrupt``
+skips stopping hosts).
+
 Every role the site applies (meta dependencies included) that has
 ``roles/<role>/verify/test_*.py`` is checked on the hosts its plays target. One block
 per role (a line per host, each failing check with its assertion), then a summary;
@@ -34,6 +39,14 @@ def register(sub) -> None:
     parser.add_argument("--timeout", type=float, default=60.0, metavar="S",
                         help="time limit of each command a check runs (60 s; 0: none, which "
                         "saves a wrapper process per command)")
+    smoke = parser.add_mutually_exclusive_group()
+    smoke.add_argument("--smoke", dest="smoke", action="store_true", default=None,
+                       help="run the cluster smoke test even with filters (default: run it "
+                       "after the suites when the site has kubelets and no filter is given)")
+    smoke.add_argument("--no-smoke", dest="smoke", action="store_false",
+                       help="only the roles' suites")
+    parser.add_argument("--no-disrupt", action="store_true",
+                        help="the smoke test does not stop and restart a worker / control plane")
     parser.set_defaults(func=run)
 
 
@@ -59,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit, roles=split_roles(args.roles), keyword=args.keyword,
         as_json=args.json, roles_path=tuple(args.roles_path), out=sys.stdout,
         command_timeout=args.timeout if args.timeout > 0 else None,
+        smoke=args.smoke, disrupt=not args.no_disrupt,
     )
     with ConnectionPool(hosts, key_path=state.private_key, known_hosts=state.known_hosts) as pool:
         result = verify(inv, pool, site, options)

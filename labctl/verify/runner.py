@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,10 +28,12 @@ import pytest
 
 from labctl.errors import LabError
 from labctl.verify.backend import DEFAULT_COMMAND_TIMEOUT, PooledHosts
+from labctl.verify.cluster import KUBELET_ROLE
 from labctl.verify.discovery import SUITE_DIR, SUITE_GLOB, SuiteRun, discover, plan_runs
 from labctl.verify.labview import RoleVars, lab_view
 from labctl.verify.plugin import VerifyPlugin
 from labctl.verify.results import CheckResult, VerifyResult, format_role, format_summary
+from labctl.verify.smoke import ROLE as CLUSTER_ROLE
 
 # Plugins a verification session does without: no cache dir written into the roles,
 # no testinfra --hosts parametrization (ours does it), our own output instead of
@@ -49,6 +51,11 @@ class VerifyOptions:
     out: TextIO | None = None  # default: sys.stdout at call time
     command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT  # per command a check runs
     parallel_logins: int = 16
+    # The cluster smoke test (labctl.verify.smoke) after the roles' suites: None runs it
+    # when the site applies the kubelet role and no filter (limit/roles/-k) is given.
+    smoke: bool | None = None
+    disrupt: bool = True  # let the smoke test stop a worker / control plane and start it again
+    host_power: tuple[Callable[[str], None], Callable[[str], None]] | None = None  # (stop, start)
 
 
 def pytest_args(runs: list[SuiteRun], keyword: str | None = None) -> list[str]:
@@ -98,6 +105,25 @@ def _loaded_from(module: Any, roots: list[Path]) -> bool:
                for path in paths)
 
 
+def wants_smoke(options: VerifyOptions, applied_roles: list[str]) -> bool:
+    """Whether the cluster smoke test runs after the roles' suites (pure)."""
+    if options.smoke is not None:
+        return options.smoke
+    filtered = options.limit or options.roles or options.keyword
+    return KUBELET_ROLE in applied_roles and not filtered
+
+
+def _smoke(inventory: Any, pool: Any, options: VerifyOptions) -> list[CheckResult]:
+    from labctl import hostpower
+    from labctl.verify.cluster import run_cluster_smoke
+    from labctl.verify.smoke import SmokeOptions
+
+    stop, start = options.host_power or (
+        lambda host: hostpower.stop_hosts(inventory.lab_name, [host], progress=None),
+        lambda host: hostpower.start_hosts(inventory.lab_name, [host], progress=None))
+    return run_cluster_smoke(inventory, pool, SmokeOptions(disrupt=options.disrupt), stop, start)
+
+
 def verify(inventory: Any, pool: Any, site_path: Path | str,
            options: VerifyOptions | None = None) -> VerifyResult:
     """Run the verify suites of the roles ``site_path`` applies to ``inventory``'s hosts."""
@@ -145,6 +171,10 @@ def verify(inventory: Any, pool: Any, site_path: Path | str,
         raise LabError(f"pytest could not run the verify suites (exit code {int(code)}){hint}; "
                        "see the messages above")
     result.results = plugin.results
+    if wants_smoke(options, found.applied) and not result.unreachable:
+        result.results += _smoke(inventory, pool, options)
+        result.roles.append(CLUSTER_ROLE)
+        role_done(CLUSTER_ROLE, [r for r in result.results if r.role == CLUSTER_ROLE])
     result.seconds = time.monotonic() - started
     if options.as_json:
         print(json.dumps(result.to_dict(), indent=2), file=out, flush=True)
