@@ -77,8 +77,9 @@ def test_stacked_stores_in_every_control_plane_member(tmp_path):
     args = agent_args(render_unit(tmp_path, STACKED, "cp-2"))
     assert args.etcd_servers == ("https://10.9.1.11:2379,https://10.9.1.12:2379,"
                                  "https://10.9.1.13:2379")
+    # every address: the host's own scheduler and controller manager use 127.0.0.1
     assert (args.bind_address, args.advertise_address, args.secure_port) == (
-        "10.9.1.12", "10.9.1.12", 6443)
+        "0.0.0.0", "10.9.1.12", 6443)
     assert args.service_cluster_ip_range == "10.96.0.0/12"
 
 
@@ -86,7 +87,7 @@ def test_external_stores_in_the_etcd_hosts_only(tmp_path):
     args = agent_args(render_unit(tmp_path, EXTERNAL, "cp-1"))
     assert args.etcd_servers == ("https://10.9.2.31:2379,https://10.9.2.32:2379,"
                                  "https://10.9.2.33:2379")
-    assert args.bind_address == "10.9.2.11"
+    assert args.advertise_address == "10.9.2.11"
     assert args.service_cluster_ip_range == "10.100.0.0/16"  # the inventory's value wins
 
 

@@ -56,10 +56,13 @@ def listening_tcp(host):
     return found
 
 
-def test_secure_port_listens_on_the_host_address(host, hostvars):
-    wanted = f"{hostvars['apiserver_address']}:{hostvars['apiserver_secure_port']}"
+def test_secure_port_listens_on_the_host_address_and_loopback(host, hostvars):
+    port = hostvars["apiserver_secure_port"]
+    bind = hostvars["apiserver_bind_address"]
+    wanted = {f"{bind}:{port}"} if bind not in ("0.0.0.0", "::", "*") else \
+        {f"{addr}:{port}" for addr in ("0.0.0.0", "*", "::")}
     listening = listening_tcp(host)
-    assert wanted in listening, f"not listening on {wanted} (listening: {sorted(listening)})"
+    assert wanted & listening, f"not listening on {sorted(wanted)} (listening: {sorted(listening)})"
 
 
 def test_readyz_answers_ok_over_https_verified_with_the_lab_ca(host, hostvars):
