@@ -1,0 +1,177 @@
+"""bench/pods: the whole default lab, up to verified, and pod startup latency on it.
+
+For each provider: `labctl up -i inventory/default.yml` (image cached) with its phases
+(image, network, create, ready, deploy, verify incl. the cluster smoke test), then 50
+pods of `lab/busybox` (`sleep 3600`) created at once and timed from POST to the first
+watch event that shows them Running (p50/p99), then `down`. Each provider runs in a
+throwaway LABCTL_HOME whose images/ links to the shared image cache.
+
+    .venv/bin/python -m bench.pods.run [--providers nspawn,libvirt] [--pods 50] [--out bench/results/pods.json]
+
+Anchors: Kubernetes' pod startup SLO is p99 <= 5 s (no image pull); kind creates a
+single-node cluster in ~12-17 s. Targets: p99 <= 2 s; default lab up and verified
+<= 60 s on nspawn, <= 4 min on TCG VMs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from labctl import lifecycle  # noqa: E402
+from labctl.inventory import load_inventory  # noqa: E402
+from labctl.state import images_dir  # noqa: E402
+
+TARGETS = {"pod_p99_s": 2.0, "up_verified_s": {"nspawn": 60.0, "libvirt": 240.0}}
+NAMESPACE = "bench-pods"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def bench_pod(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"bench": "pods"}},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "sleep", "image": "lab/busybox:latest",
+                                     "imagePullPolicy": "IfNotPresent",
+                                     "command": ["sleep", "3600"],
+                                     "resources": {"requests": {"cpu": "1m", "memory": "1Mi"}}}]}}
+
+
+async def pod_startup(inv, count: int, timeout: float) -> dict:
+    """Create ``count`` pods at once; seconds from each POST to seeing it Running."""
+    from agents.kube.client import KubeClient
+    from labctl.verify.cluster import admin_config
+
+    async with KubeClient(admin_config(inv), user_agent="bench-pods") as kube:
+        await kube.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                         "metadata": {"name": NAMESPACE}})
+        listed = await kube.list("pods", NAMESPACE)
+        rv = listed["metadata"]["resourceVersion"]
+        running: dict[str, float] = {}
+        posted: dict[str, float] = {}
+
+        async def watch() -> None:
+            async for _type, obj in kube.watch("pods", NAMESPACE, resource_version=rv,
+                                               timeout_seconds=int(timeout)):
+                if obj.get("kind") != "Pod":
+                    continue  # a bookmark
+                name = obj["metadata"]["name"]
+                if (obj.get("status") or {}).get("phase") == "Running" and name not in running:
+                    running[name] = time.monotonic()
+                    if len(running) == count:
+                        return
+
+        watcher = asyncio.create_task(watch())
+
+        async def post(i: int) -> None:
+            name = f"p{i:03d}"
+            posted[name] = time.monotonic()
+            await kube.create("pods", bench_pod(name), NAMESPACE)
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(post(i) for i in range(count)))
+        with contextlib.suppress(TimeoutError):  # report what ran by then
+            await asyncio.wait_for(watcher, timeout)
+        latencies = [running[n] - posted[n] for n in posted if n in running]
+        with_nodes = (await kube.list("pods", NAMESPACE)).get("items") or []
+        nodes: dict[str, int] = {}
+        for pod in with_nodes:
+            node = (pod.get("spec") or {}).get("nodeName") or "(unscheduled)"
+            nodes[node] = nodes.get(node, 0) + 1
+        await kube.delete("namespaces", NAMESPACE)
+        return {"pods": count, "running": len(latencies),
+                "all_running_s": round(max(running.values()) - t0, 3) if running else None,
+                "p50_s": round(percentile(latencies, 50), 3),
+                "p99_s": round(percentile(latencies, 99), 3),
+                "max_s": round(max(latencies), 3) if latencies else None,
+                "per_node": nodes,
+                "meets_target": bool(latencies) and len(latencies) == count
+                and percentile(latencies, 99) <= TARGETS["pod_p99_s"]}
+
+
+def scenario(provider: str, pods: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-pods-", dir="/var/tmp") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        for d in (Path(tmp), home):
+            d.chmod(0o711)
+        (home / "images").symlink_to(images_dir())
+        old_home = os.environ.get("LABCTL_HOME")
+        os.environ["LABCTL_HOME"] = str(home)
+        lab = f"bp{random.randrange(16**4):04x}"
+        inv = load_inventory(ROOT / "inventory" / "default.yml",
+                             {"lab_name": lab, "lab_provider": provider,
+                              "lab_network": f"10.{random.randint(200, 249)}.{random.randint(0, 255)}.0/24"})
+        assert not inv.errors(), inv.errors()
+        result: dict = {"provider": provider, "hosts": len(inv.hosts)}
+        try:
+            t0 = time.monotonic()
+            up = lifecycle.up(inv, lifecycle.UpOptions(progress=lambda line: print(f"   {line}", file=sys.stderr)))
+            result["up_verified_s"] = round(time.monotonic() - t0, 3)
+            result["phases"] = {k: round(v, 3) for k, v in up.phases.items()}
+            result["verified"] = up.verified
+            target = TARGETS["up_verified_s"][provider]
+            result["target_up_verified_s"] = target
+            result["meets_up_target"] = bool(up.verified) and result["up_verified_s"] <= target
+            result["pod_startup"] = asyncio.run(pod_startup(inv, pods, 300.0))
+        finally:
+            t0 = time.monotonic()
+            lifecycle.down(lab, progress=None)
+            result["down_s"] = round(time.monotonic() - t0, 3)
+            if old_home is None:
+                os.environ.pop("LABCTL_HOME", None)
+            else:
+                os.environ["LABCTL_HOME"] = old_home
+        return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--providers", default="nspawn,libvirt")
+    parser.add_argument("--pods", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pods.json")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench/pods needs root", file=sys.stderr)
+        return 2
+    runs = []
+    for provider in [p for p in args.providers.split(",") if p]:
+        print(f"== default lab on {provider}", file=sys.stderr)
+        run = scenario(provider, args.pods)
+        runs.append(run)
+        pod = run.get("pod_startup") or {}
+        print(f"   up+verified {run.get('up_verified_s')}s (target {run.get('target_up_verified_s')}), "
+              f"pods {pod.get('running')}/{pod.get('pods')} running, p50 {pod.get('p50_s')}s "
+              f"p99 {pod.get('p99_s')}s", file=sys.stderr)
+    report = {"benchmark": "pods", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "machine": {"cpus": os.cpu_count(),
+                          "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+                          "kernel": platform.release()},
+              "targets": TARGETS, "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"saved {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
