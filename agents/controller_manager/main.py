@@ -21,12 +21,15 @@ from .base import EventRecorder
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .garbagecollector import GarbageCollector
+from .namespace import NamespaceController
+from .nodeipam import CidrPlan, NodeIpamController
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController
 
 log = logging.getLogger("agents.controller_manager")
 
-CONTROLLERS = ("replicaset", "deployment", "endpoints", "nodelifecycle", "garbagecollector")
+CONTROLLERS = ("replicaset", "deployment", "endpoints", "nodelifecycle", "garbagecollector",
+               "namespace", "nodeipam")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,6 +52,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--default-toleration-seconds", type=int, default=300,
                    help="how long pods stay on an unreachable/not-ready node when they "
                    "do not say (as the DefaultTolerationSeconds admission plugin)")
+    p.add_argument("--allocate-node-cidrs", action="store_true",
+                   help="give every Node a pod CIDR from --cluster-cidr (the nodeipam "
+                   "controller runs only with this)")
+    p.add_argument("--cluster-cidr", default=None, help="the pods' range, e.g. 10.244.0.0/16")
+    p.add_argument("--node-cidr-mask-size", type=int, default=24,
+                   help="prefix length of each node's pod CIDR")
     p.add_argument("--bind-address", default="127.0.0.1")
     p.add_argument("--port", type=int, default=10257, help="/healthz and /metrics; 0: none")
     p.add_argument("--identity", default=None)
@@ -57,12 +66,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown controllers {', '.join(sorted(unknown))}; known: "
                 f"{', '.join(CONTROLLERS)}")
+    args.cidr_plan = None
+    if args.allocate_node_cidrs:
+        if not args.cluster_cidr:
+            p.error("--allocate-node-cidrs needs --cluster-cidr (e.g. 10.244.0.0/16)")
+        try:
+            args.cidr_plan = CidrPlan.parse(args.cluster_cidr, args.node_cidr_mask_size)
+        except ValueError as exc:
+            p.error(str(exc))
     return args
 
 
 class Manager:
     def __init__(self, api, controllers=CONTROLLERS, workers: int = 5,
-                 node_options: dict | None = None):
+                 node_options: dict | None = None, cidr_plan: CidrPlan | None = None):
         self.api, self.workers = api, workers
         index = {"namespace": by_namespace, "owner": by_owner_uid}
         self.pods = Informer(api, "pods", indexers={**index, "node": pods_by_node})
@@ -71,6 +88,7 @@ class Manager:
         self.services = Informer(api, "services", indexers={"namespace": by_namespace})
         self.endpoints = Informer(api, "endpoints")
         self.nodes = Informer(api, "nodes")
+        self.namespaces = Informer(api, "namespaces")
         self.leases = Informer(api, "leases", "kube-node-lease",
                                indexers={"owner": by_owner_uid})
         events = EventRecorder(api, "controller-manager")
@@ -92,10 +110,15 @@ class Manager:
         if "nodelifecycle" in controllers:
             self.controllers.append(NodeLifecycleController(
                 api, self.nodes, self.leases, self.pods, events, **(node_options or {})))
+        if "namespace" in controllers:
+            self.controllers.append(NamespaceController(api, self.namespaces, events=events))
+        if "nodeipam" in controllers and cidr_plan is not None:
+            # As kube-controller-manager: node IPAM only with --allocate-node-cidrs.
+            self.controllers.append(NodeIpamController(api, self.nodes, cidr_plan, events))
 
     async def run(self) -> None:
         informers = [self.pods, self.replicasets, self.deployments, self.services,
-                     self.endpoints, self.nodes, self.leases]
+                     self.endpoints, self.nodes, self.leases, self.namespaces]
         tasks = [asyncio.create_task(inf.run()) for inf in informers]
         try:
             await asyncio.gather(*(inf.wait_for_sync() for inf in informers))
@@ -136,7 +159,7 @@ async def run(args) -> int:
         manager = Manager(api, args.controllers.split(","), args.concurrent_syncs, {
             "grace_period": args.node_monitor_grace_period,
             "monitor_period": args.node_monitor_period,
-            "default_toleration_seconds": args.default_toleration_seconds})
+            "default_toleration_seconds": args.default_toleration_seconds}, args.cidr_plan)
         return await run_leader_elected(api, args, identity, manager.run,
                                         lambda is_leader: serve_health(args, is_leader), log)
 
