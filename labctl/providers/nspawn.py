@@ -1,7 +1,8 @@
 """The nspawn provider: each host is a systemd-nspawn container booting the base image.
 
 Per host, under the lab root: ``hosts/<name>/{upper,work,merged}`` — an overlayfs whose
-lower layer is the shared, read-only base rootfs — and ``logs/<name>.console.log``.
+lower layer is the shared, read-only base rootfs — ``hosts/<name>/lab-data`` (bound to
+the host's ``/var/lib/lab``, see ``LAB_DATA_IN_HOST``) and ``logs/<name>.console.log``.
 Identity goes into the overlay before boot (hostname, root's key, a networkd file
 matching ``host0`` with the static address); then
 
@@ -43,6 +44,13 @@ from labctl.providers.nspawn_cgroup import (
     make_cgroups,
     remove_cgroup,
 )
+
+# The lab components' state (/var/lib/lab: etcd data, the container runtime's image
+# store and container layers) lives on the lab machine's own filesystem, bound into the
+# host, not in the host's overlay: overlayfs cannot be the upper layer of another
+# overlay, so the runtime could not mount a pod's container rootfs (image + writable
+# layer) inside the host otherwise; it also spares etcd's fsyncs the overlay.
+LAB_DATA_IN_HOST = "/var/lib/lab"
 
 STOP_GRACE_SECONDS = 20.0  # SIGTERM -> clean poweroff takes ~2 s; then SIGKILL
 KILL_WAIT_SECONDS = 10.0
@@ -96,8 +104,13 @@ def mount_command(lower: Path, upper: Path, work: Path, merged: Path) -> list[st
 
 
 def nspawn_command(
-    merged: Path, machine: str, bridge: str, extra_args: tuple[str, ...] = ()
+    merged: Path,
+    machine: str,
+    bridge: str,
+    extra_args: tuple[str, ...] = (),
+    lab_data: Path | None = None,
 ) -> list[str]:
+    binds = [f"--bind={lab_data}:{LAB_DATA_IN_HOST}"] if lab_data else []
     return [
         "systemd-nspawn", "-q",
         "-D", str(merged),
@@ -109,6 +122,7 @@ def nspawn_command(
         "--resolv-conf=off",  # keep the image's empty resolv.conf
         "--timezone=off",
         "--link-journal=no",
+        *binds,
         *extra_args,
     ]  # fmt: skip
 
@@ -371,8 +385,13 @@ class NspawnProvider(Provider):
         cgroups = [Path(c) for c in d.setdefault("cgroups", [])] or container_cgroups(d["machine"])
         d["cgroups"] = [str(c) for c in cgroups]
         make_cgroups(cgroups)
+        lab_data = Path(d["host_dir"]) / "lab-data"
+        lab_data.mkdir(mode=0o755, exist_ok=True)
         cmd = in_cgroups(
-            cgroups, nspawn_command(Path(d["merged"]), d["machine"], d["bridge"], self.extra_args)
+            cgroups,
+            nspawn_command(
+                Path(d["merged"]), d["machine"], d["bridge"], self.extra_args, lab_data
+            ),
         )
         with log_path.open("ab") as log:
             proc = subprocess.Popen(

@@ -5,8 +5,13 @@ With ``--keep-unit``, systemd-nspawn builds the container's cgroup tree (``paylo
 ``supervisor/``) under the cgroup it was started in. Containers started side by side
 from one labctl process would share that tree, and their systemd instances trip over
 each other's units (units fail with status=219/CGROUP). So each nspawn is started in
-``<our cgroup>/labctl-<machine>`` of every hierarchy systemd uses: the v1 ``name=systemd``
-hierarchy and the cgroup2 one (the hybrid layout of this machine has both).
+``<our cgroup>/labctl-<machine>`` of every cgroup hierarchy: the v1 ``name=systemd`` one and
+the cgroup2 one (the hybrid layout of this machine has both), and every v1 controller
+hierarchy (memory, cpu, pids, ...). The controllers matter for the container runtime on
+workers: nspawn mounts the v1 controllers inside a cgroup namespace rooted at the
+container's cgroup, so with its own ``labctl-<machine>`` there the cgroups runc creates
+for pods (memory/cpu limits, OOM kills) stay inside the host's own subtree, are
+accounted to it, and are removed with it.
 """
 
 from __future__ import annotations
@@ -57,9 +62,39 @@ def systemd_hierarchies(proc_cgroup: str, mountinfo: str) -> list[Path]:
     return found
 
 
+def controller_hierarchies(proc_cgroup: str, mountinfo: str) -> list[Path]:
+    """Where our own cgroup is in every v1 controller hierarchy (pure), e.g.
+    ``/sys/fs/cgroup/memory/<our path>``; ``name=`` hierarchies and cgroup2 are left to
+    ``systemd_hierarchies``. A hierarchy may hold several controllers (``cpu,cpuacct``):
+    the mount whose options name all of them is the one."""
+    mounts: list[tuple[set[str], str, str]] = []  # (options, root, mount point)
+    for line in mountinfo.splitlines():
+        if " - " not in line:
+            continue
+        fields = line.split()
+        after = line.split(" - ", 1)[1].split()
+        if after[0] == "cgroup" and len(after) > 2:
+            mounts.append((set(after[2].split(",")), unescape_mountinfo(fields[3]),
+                           unescape_mountinfo(fields[4])))
+    found = []
+    for line in proc_cgroup.splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        names = set(controllers.split(",")) - {""}
+        if hierarchy == "0" or not names or any(n.startswith("name=") for n in names):
+            continue
+        for options, root, mount_point in mounts:
+            if names <= options:
+                relative = os.path.relpath(path, root) if path.startswith(root) else path.lstrip("/")
+                found.append(Path(os.path.normpath(Path(mount_point) / relative)))
+                break
+    return found
+
+
 def container_cgroups(machine: str) -> list[Path]:
-    """The cgroups to start ``machine``'s nspawn in (one per systemd hierarchy)."""
-    hierarchies = systemd_hierarchies(Path("/proc/self/cgroup").read_text(), read_mountinfo())
+    """The cgroups to start ``machine``'s nspawn in (one per hierarchy)."""
+    proc_cgroup, mountinfo = Path("/proc/self/cgroup").read_text(), read_mountinfo()
+    hierarchies = systemd_hierarchies(proc_cgroup, mountinfo)
+    hierarchies += controller_hierarchies(proc_cgroup, mountinfo)
     return [h / f"labctl-{machine}" for h in hierarchies]
 
 
@@ -79,6 +114,16 @@ def in_cgroups(cgroups: list[Path], cmd: list[str]) -> list[str]:
 def make_cgroups(cgroups: list[Path]) -> None:
     for cgroup in cgroups:
         cgroup.mkdir(exist_ok=True)
+        inherit_cpuset(cgroup)
+
+
+def inherit_cpuset(cgroup: Path) -> None:
+    """A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and no task can
+    join it until both are set: copy the parent's."""
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        own = cgroup / name
+        if own.is_file() and not own.read_text().strip():
+            own.write_text((cgroup.parent / name).read_text())
 
 
 def remove_cgroup(cgroup: Path, timeout: float = 5.0) -> bool:

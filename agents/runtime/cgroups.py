@@ -1,0 +1,49 @@
+"""Where a container's memory cgroup is, and whether the kernel OOM-killed in it.
+
+runc's ``cgroupsPath`` is relative to each hierarchy's mount: cgroup v2 (unified)
+``/sys/fs/cgroup/<path>/memory.events``; v1 (hybrid hosts like the build machine and
+nspawn hosts on it) ``/sys/fs/cgroup/memory/<path>/memory.oom_control``. Both carry an
+``oom_kill N`` line (kernel >= 4.13).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def oom_kill_count_from(text: str) -> int:
+    """The ``oom_kill`` counter of memory.events / memory.oom_control text (pure)."""
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value.strip() or 0)
+    return 0
+
+
+def memory_files(cgroups_path: str, root: Path = CGROUP_ROOT) -> list[Path]:
+    relative = cgroups_path.lstrip("/")
+    return [root / relative / "memory.events", root / "memory" / relative / "memory.oom_control"]
+
+
+def oom_kill_count(cgroups_path: str, root: Path = CGROUP_ROOT) -> int:
+    for path in memory_files(cgroups_path, root):
+        try:
+            return oom_kill_count_from(path.read_text())
+        except OSError:
+            continue
+    return 0
+
+
+def read_only_controllers(mountinfo: str) -> list[str]:
+    """v1 controller hierarchies mounted read-only (pure): systemd-nspawn mounts them so,
+    and runc then cannot create a container's cgroup (roles/runtime remounts them rw)."""
+    found = []
+    for line in mountinfo.splitlines():
+        if " - cgroup " not in line:
+            continue
+        fields = line.split()
+        if "ro" in fields[5].split(","):
+            found.append(fields[4])
+    return found
