@@ -19,6 +19,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
+import shutil
 import time
 from collections.abc import Callable
 
@@ -648,6 +650,9 @@ class Kubelet:
     async def _remove_everything(self, uid: str) -> None:
         for s in await self.rt("list_pod_sandboxes"):
             if sandbox_uid(s) == uid:
+                # the runtime keeps logs (like CRI runtimes do); the pod's go with it
+                log_dir = os.path.join(self.config.pod_log_dir, f"{s.namespace}_{s.name}_{uid}")
+                await asyncio.to_thread(shutil.rmtree, log_dir, True)
                 for c in await self.rt("list_containers", s.id):
                     if c.state == "running":
                         await self.rt("stop_container", c.id, 2)

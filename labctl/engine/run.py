@@ -23,6 +23,7 @@ from labctl.engine.templating import Deferred
 from labctl.engine.transport import HostUnreachable, LocalProcess, RunnerSession, runner_command
 from labctl.engine.variables import HostState, HostVars, inventory_vars_of, magic_vars
 from labctl.errors import LabError
+from labctl.images.containers import ensure_container_images
 from labctl.pki_for_lab import ensure_lab_pki
 from labctl.wheelhouse import ensure_wheelhouse
 
@@ -157,6 +158,10 @@ def deploy(inventory: Any, pool: Any, site_path: Path | str,
     base_vars = {
         "lab_wheelhouse_dir": Deferred(lambda: str(ensure_wheelhouse())),
         "lab_pki_dir": Deferred(lambda: str(ensure_lab_pki(inventory).dir)),
+        # the pod images (lab/busybox, lab/python, ...): built once, minutes on a cold cache
+        "lab_container_images_dir": Deferred(lambda: str(ensure_container_images(
+            progress=lambda line: print(f"container images: {line}", file=sys.stderr,
+                                        flush=True)))),
     }
     try:
         for play in site.plays:

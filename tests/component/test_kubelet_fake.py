@@ -362,6 +362,8 @@ def test_deletion_stops_with_the_grace_period_then_removes_the_pod(cluster, n1):
                        terminationGracePeriodSeconds=1)
     wait_until(phase_is(cluster, "slow", "Running"), what="slow Running")
     (cid,) = [c.id for c in runtime.find("slow", "app")]
+    uid = cluster.pod("slow")["metadata"]["uid"]
+    os.makedirs(os.path.join(runtime.log_root, f"default_slow_{uid}", "app"), exist_ok=True)
     started = time.monotonic()
     cluster.http("DELETE", "/api/v1/namespaces/default/pods/slow", {})
     wait_until(lambda: cluster.pod("slow") is None, what="the pod object gone")
@@ -370,6 +372,9 @@ def test_deletion_stops_with_the_grace_period_then_removes_the_pod(cluster, n1):
     assert elapsed >= 1.0, "the container was not given its grace period"
     assert runtime.find("slow", "app") == []
     assert not any(s.name == "slow" for s in runtime.list_pod_sandboxes())
+    leftovers = [d for d in os.listdir(runtime.log_root) if d.startswith("default_slow_")] \
+        if os.path.isdir(runtime.log_root) else []
+    assert leftovers == [], f"the pod's log directory outlived it: {leftovers}"
 
 
 def test_kubectl_logs_and_exec_through_the_api_server(cluster, n1):

@@ -61,9 +61,14 @@ def test_unit_runs_the_route_sync_as_this_hosts_node(tmp_path, host):
         77, "127.0.0.1", 10264, None)
 
 
-def test_kubeconfig_points_at_the_first_control_plane_with_the_copied_files(tmp_path):
+def test_kubeconfig_points_at_the_api_server_this_host_should_use_with_the_copied_files(tmp_path):
     config = parse_kubeconfig(yaml.safe_load(rendered(tmp_path, "kubeconfig.j2", "worker-1")))
-    assert config.server == "https://10.9.3.11:6443"
+    assert config.server == "https://127.0.0.1:6443"  # two control planes: the node-local balancer
+    on_cp = parse_kubeconfig(yaml.safe_load(rendered(tmp_path, "kubeconfig.j2", "cp-2")))
+    assert on_cp.server == "https://10.9.3.12:6443"  # a control plane uses its own
+    single = LAB.replace("        cp-2: {ansible_host: 10.9.3.12}\n", "")
+    alone = parse_kubeconfig(yaml.safe_load(rendered(tmp_path, "kubeconfig.j2", "worker-1", single)))
+    assert alone.server == "https://10.9.3.11:6443"  # one control plane: straight to it
     assert (config.ca_file, config.cert_file, config.key_file) == (
         "/etc/lab/podnet/ca.crt", "/etc/lab/podnet/client.crt", "/etc/lab/podnet/client.key")
     _, play = load_play(tmp_path, LAB, "all", "podnet")
