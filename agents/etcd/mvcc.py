@@ -114,12 +114,29 @@ class Store:
         self.rev = 1
         self.compact_rev = 0
         self.history: dict[bytes, History] = {}
-        self.sorted_keys: list[bytes] = []
+        # Every key with history, sorted on demand: new keys are appended and the list
+        # is sorted when a read needs order (timsort merges the new tail in one pass).
+        # A sorted insert per new key cost an O(n) memmove each: 40% of applying a put
+        # of a new key at 60,000 keys.
+        self._sorted_keys: list[bytes] = []
+        self._keys_unsorted = False
         self.live: dict[bytes, KV] = {}
         self.leases: dict[int, Lease] = {}
         # Changes of the request being applied; flushed into history by _commit().
         self._sub = 0
         self._events: list[Event] = []
+
+    @property
+    def sorted_keys(self) -> list[bytes]:
+        if self._keys_unsorted:
+            self._sorted_keys.sort()
+            self._keys_unsorted = False
+        return self._sorted_keys
+
+    @sorted_keys.setter
+    def sorted_keys(self, keys: list[bytes]) -> None:
+        self._sorted_keys = keys
+        self._keys_unsorted = False
 
     # ----- reads -------------------------------------------------------------------
 
@@ -183,8 +200,10 @@ class Store:
         hist = self.history.get(key)
         if hist is None:
             hist = self.history[key] = []
-            i = bisect_left(self.sorted_keys, key)
-            self.sorted_keys.insert(i, key)
+            keys = self._sorted_keys
+            if keys and key < keys[-1]:
+                self._keys_unsorted = True
+            keys.append(key)
         hist.append((rev, self._sub, kv))
         if kv is None:
             self.live.pop(key, None)

@@ -2,9 +2,11 @@
 
 Each direction is its own connection: a member dials every peer and only writes on that
 connection; it accepts connections from peers and only reads from them. A frame is
-``[u32 length][encode_message bytes]``. Sending never blocks Raft: messages go into a
-bounded per-peer queue and are dropped when it is full or the peer is down (Raft
-retransmits), and the core is told the peer is unreachable.
+``[u32 length][encode_message bytes]``. Sending never blocks Raft: a message is handed
+to the connection's (non-blocking) transport at once, or, while connecting, put in a
+bounded per-peer queue; it is dropped when that is full, the kernel is not taking the
+data, or the peer is down (Raft retransmits), and the core is told the peer is
+unreachable.
 
 ``blocked`` drops all traffic to and from some peers: fault tests use it (through the
 member's debug endpoint) to partition a member without touching the host's firewall.
@@ -23,35 +25,58 @@ from .raft import Message, decode_message, encode_message
 FRAME = struct.Struct("<I")
 MAX_FRAME = 512 << 20
 QUEUE_LIMIT = 4096
+WRITE_BUFFER_LIMIT = 64 << 20  # bytes the kernel has not taken yet: beyond, drop (Raft resends)
 # A connection whose first frame header is this asks for the cluster's membership
 # (a member joining with --initial-cluster-state existing learns its ID this way).
 MEMBERSHIP_QUERY = 0xFFFFFFFF
 
 
 class PeerLink:
+    """The connection to one peer. Frames are written to the socket at once when it is
+    connected and nothing is queued (an asyncio transport write is non-blocking): a
+    leader's appends must be on their way before it starts its own fsync, which blocks
+    the loop, not after it. The task connects, and flushes what queued meanwhile."""
+
     def __init__(self, transport: Transport, peer_id: int, host: str, port: int) -> None:
         self.t = transport
         self.peer_id = peer_id
         self.host, self.port = host, port
         self.queue: list[bytes] = []
+        self.writer: asyncio.StreamWriter | None = None
         self.ready = asyncio.Event()
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     def send(self, frame: bytes) -> None:
+        w = self.writer
+        if w is not None and not self.queue:
+            if w.transport.is_closing():
+                self._lost()
+            elif w.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+                self.t.on_unreachable(self.peer_id)  # peer not reading: drop, Raft resends
+                return
+            else:
+                w.write(frame)
+                return
         if len(self.queue) >= QUEUE_LIMIT:
             self.t.on_unreachable(self.peer_id)
             return
         self.queue.append(frame)
         self.ready.set()
 
+    def _lost(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+            self.t.on_unreachable(self.peer_id)
+            self.ready.set()
+
     async def _run(self) -> None:
-        writer = None
         while True:
             await self.ready.wait()
             self.ready.clear()
             if not self.queue:
                 continue
-            if writer is None:
+            if self.writer is None:
                 try:
                     _, writer = await asyncio.wait_for(
                         asyncio.open_connection(self.host, self.port, ssl=self.t.client_ssl), 1.0
@@ -61,17 +86,19 @@ class PeerLink:
                     self.t.on_unreachable(self.peer_id)
                     await asyncio.sleep(0.05)
                     continue
+                self.writer = writer
             batch, self.queue = self.queue, []
             try:
-                writer.write(b"".join(batch))
-                await writer.drain()
+                self.writer.write(b"".join(batch))
+                await self.writer.drain()
             except (OSError, ConnectionError):
-                writer.close()
-                writer = None
-                self.t.on_unreachable(self.peer_id)
+                self._lost()
 
     def close(self) -> None:
         self.task.cancel()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 class Transport:

@@ -1,7 +1,8 @@
 """Put load against etcd v3 endpoints: puts/s and latency percentiles.
 
-Each client is its own gRPC channel doing sequential puts (8-byte keys, 256-byte values),
-so 64 clients means 64 connections with one request in flight each.
+Each client is its own gRPC channel doing sequential puts (8-byte keys, 256-byte values
+by default), so 64 clients means 64 connections with one request in flight each. With
+several endpoints the clients are spread over them round-robin.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ async def _client(endpoint: str, n: int, stop_at: float, lat: list[float], value
             i += 1
 
 
-async def _run(endpoint: str, clients: int, seconds: float) -> dict:
+async def run_load(endpoints: list[str], clients: int, seconds: float, value_size: int = 256) -> dict:
     lat: list[float] = []
-    value = os.urandom(128).hex().encode()  # 256 bytes
+    value = os.urandom(value_size // 2 + 1).hex().encode()[:value_size]
     t0 = time.monotonic()
     stop_at = t0 + seconds
-    await asyncio.gather(*(_client(endpoint, n, stop_at, lat, value) for n in range(clients)))
+    await asyncio.gather(
+        *(_client(endpoints[n % len(endpoints)], n, stop_at, lat, value) for n in range(clients))
+    )
     elapsed = time.monotonic() - t0
     lat.sort()
     n = len(lat)
@@ -47,4 +50,4 @@ async def _run(endpoint: str, clients: int, seconds: float) -> dict:
 
 
 def put_load(endpoint: str, clients: int, seconds: float = 5.0) -> dict:
-    return asyncio.run(_run(endpoint, clients, seconds))
+    return asyncio.run(run_load([endpoint], clients, seconds))

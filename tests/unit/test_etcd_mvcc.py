@@ -182,3 +182,27 @@ def test_dump_load_round_trip_keeps_history_and_leases() -> None:
     assert t.hash_kv() == s.hash_kv()
     assert t.leases[9].keys == {b"a"}
     assert get(t, b"a", revision=3).kvs[0].value == b"2"
+
+
+def test_ranges_stay_ordered_when_keys_arrive_out_of_order() -> None:
+    import random
+
+    rnd = random.Random(7)
+    s = Store()
+    keys = [b"/p/%04d" % i for i in range(300)]
+    rnd.shuffle(keys)
+    seen: list[bytes] = []
+    for n, k in enumerate(keys):
+        put(s, k)
+        seen.append(k)
+        if n % 37 == 0:  # reads in between writes see every key so far, in order
+            got = [kv.key for kv in get(s, b"/p/", range_end=prefix_end(b"/p/")).kvs]
+            assert got == sorted(seen)
+    s.delete_range(rpc_pb2.DeleteRangeRequest(key=b"/p/0100", range_end=b"/p/0200"))
+    put(s, b"/a")
+    put(s, b"/p/0150")
+    got = [kv.key for kv in get(s, b"/", range_end=prefix_end(b"/")).kvs]
+    assert got == sorted([b"/a", b"/p/0150"] + [k for k in keys if not b"/p/0100" <= k < b"/p/0200"])
+    s.compact(s.rev)
+    loaded = Store.load(s.dump())
+    assert [kv.key for kv in loaded.range(R(key=b"/", range_end=prefix_end(b"/"))).kvs] == got
