@@ -307,6 +307,7 @@ class ResourceHandlers:
         response.enable_chunked_encoding()
         await response.prepare(request)
         writer = WatchWriter(response, t.rt, include)
+        unfiltered = not labels and not fields and not include
         deadline = time.monotonic() + timeout
         try:
             for obj in initial:
@@ -337,9 +338,14 @@ class ResourceHandlers:
                         await writer.bookmark(last_rev)
                     continue
                 for ev in item:
-                    converted = convert_event(ev, labels, fields)
-                    if converted:
-                        await writer.event(*converted, shared=ev)
+                    if unfiltered:  # the same bytes for every such watcher, no decoding
+                        line = ev.raw_line()
+                        if line is not None:
+                            await writer.raw(line)
+                    else:
+                        converted = convert_event(ev, labels, fields)
+                        if converted:
+                            await writer.event(*converted, shared=ev)
                     last_rev = max(last_rev, ev.revision)
                 await writer.flush()
         except (ConnectionResetError, asyncio.CancelledError):
@@ -392,8 +398,8 @@ class ResourceHandlers:
             return await self._apply(request, t, body, mode, dry_run)
         warnings: list[str] = []
 
-        def mutate(current: dict) -> dict:
-            result = apply_patch(ptype, current, body)
+        def mutate(current: dict) -> dict:  # current is the registry's private copy
+            result = apply_patch(ptype, current, body, copy_original=False)
             if isinstance(result, dict):
                 warnings[:] = check_unknown_fields(result, t.rt.kind, mode)
             return result
@@ -563,33 +569,7 @@ class ResourceHandlers:
             raise ApiError(422, "Binding target.name is required", "Invalid")
 
         want_uid = (binding.get("metadata") or {}).get("uid")
-
-        def mutate(pod: dict) -> dict:
-            spec = pod.setdefault("spec", {})
-            if want_uid and want_uid != pod["metadata"].get("uid"):
-                raise ApiError(409, f"Precondition failed: UID in precondition: {want_uid}, "
-                                    f"UID in object meta: {pod['metadata'].get('uid')}",
-                               "Conflict")
-            if spec.get("nodeName"):
-                raise ApiError(409, f'pod {t.name} is already assigned to node '
-                                    f'"{spec["nodeName"]}"', "Conflict")
-            if pod["metadata"].get("deletionTimestamp"):
-                raise ApiError(409, f"pod {t.name} is being deleted, cannot be assigned to "
-                                    "a host", "Conflict")
-            spec["nodeName"] = node
-            return pod
-
-        await self.registry.patch(t.rt, t.namespace, t.name, mutate, "", manager_of(request))
-
-        def scheduled(pod: dict) -> dict:
-            status = pod.setdefault("status", {})
-            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
-            conds.append({"type": "PodScheduled", "status": "True",
-                          "lastTransitionTime": now_rfc3339(), "lastProbeTime": None})
-            status["conditions"] = conds
-            return pod
-
-        await self.registry.patch(t.rt, t.namespace, t.name, scheduled, "status")
+        await self.registry.bind(t.rt, t.namespace, t.name, node, want_uid)
         return respond({"kind": "Status", "apiVersion": "v1", "metadata": {},
                         "status": "Success", "code": 201}, 201)
 

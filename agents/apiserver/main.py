@@ -109,6 +109,7 @@ async def run(args) -> None:
               for rt in RESOURCES if rt.stored}
     for cache in caches.values():
         await cache.start()
+    registry.watch_caches = caches
     registry.namespaces = Informer(storage, caches["namespaces"], "/registry/namespaces/")
     await registry.namespaces.start()
     advertise = args.advertise_address or (

@@ -122,8 +122,58 @@ def value_at(obj, path: tuple):
 
 
 def changed_paths(old: dict, new: dict) -> set[tuple]:
-    """Leaf paths of new whose value differs from old's."""
+    """Leaf paths of new whose value differs from old's (`changed_paths_by_leaves`,
+    computed by walking both objects together and skipping equal subtrees: a kubelet's
+    status write changes a few leaves of a large object)."""
+    out: set[tuple] = set()
+    _diff(old, new, "", (), out)
+    return out
+
+
+def changed_paths_by_leaves(old: dict, new: dict) -> set[tuple]:
+    """The definition: every leaf of new's field set, compared by value."""
     return {p for p in leaf_paths(fields_v1(new)) if value_at(old, p) != value_at(new, p)}
+
+
+def _diff(old, new, field: str, prefix: tuple, out: set) -> None:
+    """Add to out the changed leaves under prefix; new is the value there (its fields
+    form the leaves, as fields_v1 sees them), old the value at the same path of the old
+    object (or _MISSING)."""
+    if isinstance(new, dict):
+        for k, v in new.items():
+            if k.startswith("$") or k in ("apiVersion", "kind"):
+                continue
+            o = old.get(k, _MISSING) if isinstance(old, dict) else _MISSING
+            if o is v or o == v:
+                continue  # equal subtrees have equal leaves
+            path = prefix + (f"f:{k}",)
+            if _has_fields(v, k):
+                _diff(o, v, k, path, out)
+            else:
+                out.add(path)
+        return
+    # a keyed list (the caller checked _has_fields): one k: token per item
+    key = merge_key_for(field, new)
+    tokens = ["k:" + json.dumps({key: i[key]}, separators=(",", ":")) for i in new]
+    if len(set(tokens)) != len(tokens):  # duplicate keys: use the definition
+        before = {} if old is _MISSING else {field: old}
+        out |= {prefix + p[1:] for p in changed_paths_by_leaves(before, {field: new})}
+        return
+    for token, item in zip(tokens, new, strict=True):
+        o = value_at(old, (token,)) if isinstance(old, list) else _MISSING
+        if o is item or o == item:
+            continue
+        _diff(o, item, "", prefix + (token,), out)  # an item always has fields (its key)
+
+
+def _has_fields(value, field: str) -> bool:
+    """Does fields_v1 give value any field below it (else it is a leaf)?"""
+    if isinstance(value, dict):
+        return any(not k.startswith("$") and k not in ("apiVersion", "kind") for k in value)
+    if isinstance(value, list) and value and all(isinstance(i, dict) for i in value):
+        key = merge_key_for(field, value)
+        return bool(key) and all(key in i for i in value)
+    return False
 
 
 def _without_paths(meta: dict, paths: set[tuple], keep_manager: str, keep_operation: str):

@@ -1,6 +1,8 @@
 """PATCH bodies applied to an object: JSON merge (RFC 7386), JSON patch (RFC 6902) and
 Kubernetes strategic merge. Pure functions of (object, patch) → new object; they never
-mutate their inputs.
+mutate their inputs (unless told the object is a private copy, `copy_original=False`:
+then they change it in place and skip the copy, which dominates a write's CPU). The
+object is copied once, then merged in place.
 
 Strategic merge rules implemented (the subset kubectl and controllers send):
 - maps merge recursively; a `null` value deletes the key;
@@ -61,16 +63,35 @@ def merge_key_for(field: str, items: list) -> str | None:
 # ---------------------------------------------------------------- JSON merge patch
 
 
-def json_merge(target, patch):
+def copy_json(value):
+    """A private deep copy of JSON data (a C round trip: ~2x faster than deepcopy)."""
+    return json.loads(json.dumps(value))
+
+
+def json_merge(target, patch, copy_original: bool = True, patch_is_private: bool = False):
+    """RFC 7386. `patch_is_private`: the patch is the caller's throwaway copy (freshly
+    parsed), so its values move into the result uncopied."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return patch if patch_is_private else copy.deepcopy(patch)
+    if not isinstance(target, dict):
+        target = {}
+    elif copy_original:
+        target = copy_json(target)
+    _json_merge_into(target, patch, patch_is_private)
+    return target
+
+
+def _json_merge_into(result: dict, patch: dict, patch_is_private: bool) -> None:
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
+        elif isinstance(value, dict):
+            child = result.get(key)
+            if not isinstance(child, dict):
+                child = result[key] = {}
+            _json_merge_into(child, value, patch_is_private)
         else:
-            result[key] = json_merge(result.get(key), value)
-    return result
+            result[key] = value if patch_is_private else copy.deepcopy(value)
 
 
 # ---------------------------------------------------------------- JSON patch
@@ -142,10 +163,10 @@ def _add(doc, path: str, value, replace: bool = False):
     return doc
 
 
-def json_patch(target, operations):
+def json_patch(target, operations, copy_original: bool = True):
     if not isinstance(operations, list):
         raise PatchError("a JSON patch must be a list of operations", 400)
-    doc = copy.deepcopy(target)
+    doc = copy_json(target) if copy_original else target
     for op in operations:
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
             raise PatchError(f"invalid JSON patch operation {op!r}: needs 'op' and 'path'", 400)
@@ -173,19 +194,24 @@ def json_patch(target, operations):
 # ---------------------------------------------------------------- strategic merge
 
 
-def strategic_merge(original, patch):
+def strategic_merge(original, patch, copy_original: bool = True):
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
-    return _merge_map(original if isinstance(original, dict) else {}, patch)
+    if not isinstance(original, dict):
+        original = {}
+    elif copy_original:
+        original = copy_json(original)
+    return _merge_map(original, patch)
 
 
 def _merge_map(original: dict, patch: dict) -> dict:
+    """Merge patch into original (a private copy, changed in place)."""
     directive = patch.get("$patch")
     if directive == "replace":
         return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
     if directive == "delete":
         return None  # type: ignore[return-value]
-    result = copy.deepcopy(original)
+    result = original
     retain = patch.get("$retainKeys")
     orders = {k.split("/", 1)[1]: v for k, v in patch.items()
               if k.startswith("$setElementOrder/")}
@@ -230,7 +256,7 @@ def _merge_list(field: str, original, patch: list) -> list:
     key = merge_key_for(field, patch + original)
     if key is None or not all(isinstance(i, dict) for i in patch):
         return [_strip_directives(i) for i in patch]
-    result = copy.deepcopy(original)
+    result = original  # a private copy
     for item in patch:
         if key not in item:
             raise PatchError(f"strategic merge patch: an item of {field!r} lacks its merge "
@@ -281,16 +307,17 @@ PATCH_TYPES = {
 }
 
 
-def apply_patch(kind: str, original: dict, body: bytes):
-    """Apply a JSON-encoded patch of the given type (json / merge / strategic)."""
+def apply_patch(kind: str, original: dict, body: bytes, copy_original: bool = True):
+    """Apply a JSON-encoded patch of the given type (json / merge / strategic); with
+    `copy_original=False` the original is the caller's private copy, changed in place."""
     try:
         patch = json.loads(body)
     except ValueError as exc:
         raise ApiError(400, f"the patch body is not valid JSON: {exc}") from exc
     if kind == "json":
-        return json_patch(original, patch)
+        return json_patch(original, patch, copy_original)
     if not isinstance(patch, dict):
         raise ApiError(400, "a merge patch must be a JSON object")
-    if kind == "merge":
-        return json_merge(original, patch)
-    return strategic_merge(original, patch)
+    if kind == "merge":  # the patch was parsed just now: nobody else holds it
+        return json_merge(original, patch, copy_original, patch_is_private=True)
+    return strategic_merge(original, patch, copy_original)

@@ -19,6 +19,7 @@ from .errors import ApiError, already_exists, conflict, expired, invalid, not_fo
 from .resources import RESOURCES, ResourceType, by_kind
 from .selectors import fields_match, labels_match, single_name
 from .storage import Compacted, EtcdStorage, FutureRevision, Item
+from .stored import splice_rv
 from .validation import validate
 
 # Kinds whose status is written only through the /status subresource.
@@ -55,30 +56,39 @@ def encode(obj: dict) -> bytes:
     return json.dumps(stored, separators=(",", ":")).encode()
 
 
-_META_OPEN = b'{"metadata":{'
-
-
 def raw_with_rv(item: Item) -> bytes:
     """The item's JSON with its resourceVersion, decoding it only if it is not in the
     metadata-first stored form."""
-    raw = item.value
-    if raw.startswith(_META_OPEN):
-        n = len(_META_OPEN)
-        rv = b'"resourceVersion":"%d"' % item.mod_revision
-        return raw[:n] + rv + (b"" if raw[n:n + 1] == b"}" else b",") + raw[n:]
-    return json.dumps(decode(item), separators=(",", ":")).encode()
+    return splice_rv(item.value, item.mod_revision)
+
+
+def copy_json(obj):
+    """A private deep copy of a JSON document (a C round trip: ~2x faster than deepcopy)."""
+    return json.loads(json.dumps(obj))
+
+
+_SAME_SKIP = ("resourceVersion", "managedFields")
 
 
 def _same(a: dict, b: dict) -> bool:
-    """Equal ignoring resourceVersion and managedFields timestamps."""
-    def norm(o):
-        o = copy.deepcopy(o)
-        meta = o.get("metadata") or {}
-        meta.pop("resourceVersion", None)
-        for e in meta.get("managedFields") or []:
-            e.pop("time", None)
-        return o
-    return norm(a) == norm(b)
+    """Equal ignoring resourceVersion and managedFields timestamps (compared in place: a
+    write path runs this on every update)."""
+    if a.keys() != b.keys() or any(a[k] != b[k] for k in a if k != "metadata"):
+        return False
+    ma, mb = a.get("metadata"), b.get("metadata")
+    if not (isinstance(ma, dict) and isinstance(mb, dict)):
+        return ma == mb
+    if {k: v for k, v in ma.items() if k not in _SAME_SKIP} != \
+            {k: v for k, v in mb.items() if k not in _SAME_SKIP}:
+        return False
+    fa, fb = ma.get("managedFields") or [], mb.get("managedFields") or []
+    if len(fa) != len(fb):
+        return False
+    return all(_untimed(x) == _untimed(y) for x, y in zip(fa, fb, strict=True))
+
+
+def _untimed(entry):
+    return {k: v for k, v in entry.items() if k != "time"} if isinstance(entry, dict) else entry
 
 
 class Registry:
@@ -88,6 +98,8 @@ class Registry:
         self.ips = Allocator.for_cidr(storage, service_cidr)
         self.node_ports = Allocator.for_range(storage, *node_port_range)
         self.namespaces = None  # an Informer over namespaces, once started
+        # plural → WatchCache: their latest-seen items spare writes an etcd read
+        self.watch_caches: dict = {}
 
     # ------------------------------------------------------------ reads
 
@@ -96,6 +108,23 @@ class Registry:
         if item is None:
             raise not_found(rt, name)
         return item
+
+    async def _read_for_write(self, rt: ResourceType, ns: str | None, name: str
+                              ) -> tuple[Item, bool]:
+        """(item, whether it came from the watch cache). A cached item may be stale: the
+        compare-and-swap write catches that, and _modify re-decides any other outcome
+        on a fresh read (see _fresher)."""
+        cache = self.watch_caches.get(rt.plural)
+        item = cache.latest(rt.key(ns, name)) if cache is not None else None
+        if item is not None:
+            return item, True
+        return await self._read(rt, ns, name), False
+
+    async def _fresher(self, rt: ResourceType, ns: str | None, name: str,
+                       item: Item) -> Item | None:
+        """etcd's item if it is newer than the (cached) item, else None; 404 if gone."""
+        fresh = await self._read(rt, ns, name)
+        return None if fresh.mod_revision == item.mod_revision else fresh
 
     async def get(self, rt: ResourceType, ns: str | None, name: str) -> dict:
         return decode(await self._read(rt, ns, name))
@@ -285,10 +314,20 @@ class Registry:
 
     def _merge_for_write(self, rt: ResourceType, current: dict, new: dict,
                          subresource: str) -> dict:
-        """What an update of `subresource` ("" = main) of current with new writes."""
-        new = copy.deepcopy(new)
-        if subresource == "status":
+        """What an update of `subresource` ("" = main) of current with new writes.
+
+        `new` is the caller's private copy (it is changed in place); the result may share
+        parts with `current`, which nobody changes afterwards."""
+        if subresource == "finalize":
+            # A namespace's finalize subresource changes spec.finalizers and nothing else.
             merged = copy.deepcopy(current)
+            merged.setdefault("spec", {})["finalizers"] = list(
+                (new.get("spec") or {}).get("finalizers") or [])
+            return merged
+        if subresource == "binding":
+            return new  # built by the server itself (Registry.bind) from a private copy
+        if subresource == "status":
+            merged = {**current, "metadata": dict(current["metadata"])}
             merged["status"] = new.get("status", {})
             # Status writers may also maintain labels/annotations (the kubelet does).
             return merged
@@ -303,7 +342,7 @@ class Registry:
         new["apiVersion"], new["kind"] = rt.api_version, rt.kind
         if rt.kind in STATUS_SUBRESOURCE:
             if "status" in current:
-                new["status"] = copy.deepcopy(current["status"])
+                new["status"] = current["status"]
             else:
                 new.pop("status", None)
         defaults.apply_defaults(rt.kind, new)
@@ -324,44 +363,91 @@ class Registry:
             raise ApiError(400, "the namespace of the provided object does not match the "
                                 "namespace sent on the request")
         want_rv = meta.get("resourceVersion")
-        item = await self.storage.get(rt.key(ns, name))
-        if item is None:
-            if rt.kind in CREATE_ON_UPDATE and not subresource:
+        try:
+            item, cached = await self._read_for_write(rt, ns, name)
+            return await self._modify(rt, ns, name, lambda cur: copy_json(body), subresource,
+                                      manager, dry_run, item, precondition_rv=want_rv,
+                                      cached=cached and not dry_run)
+        except ApiError as exc:  # gone (also: deleted behind a cached copy) → create it
+            if exc.code == 404 and rt.kind in CREATE_ON_UPDATE and not subresource:
                 body.setdefault("metadata", {})["name"] = name
                 return await self.create(rt, ns, body, manager, dry_run)
-            raise not_found(rt, name)
-        return await self._modify(rt, ns, name, lambda cur: body, subresource, manager,
-                                  dry_run, item, precondition_rv=want_rv)
+            raise
 
     async def patch(self, rt: ResourceType, ns: str | None, name: str,
                     mutate: Callable[[dict], dict], subresource: str = "", manager: str = "",
                     dry_run: bool = False, operation: str = "Update") -> dict:
-        item = await self._read(rt, ns, name)
+        item, cached = await self._read_for_write(rt, ns, name)
         return await self._modify(rt, ns, name, mutate, subresource, manager, dry_run, item,
-                                  operation=operation, patching=True)
+                                  operation=operation, patching=True,
+                                  cached=cached and not dry_run)
+
+    async def bind(self, rt: ResourceType, ns: str, name: str, node: str,
+                   uid: str | None = None) -> dict:
+        """pods/binding: spec.nodeName and the PodScheduled condition in ONE compare-and-
+        swap write, as Kubernetes' assignPod does (and, like it, no managedFields entry)."""
+        def assign(pod: dict) -> dict:
+            meta, spec = pod["metadata"], pod.setdefault("spec", {})
+            if uid and uid != meta.get("uid"):
+                raise ApiError(409, f"Precondition failed: UID in precondition: {uid}, "
+                                    f"UID in object meta: {meta.get('uid')}", "Conflict")
+            if spec.get("nodeName"):
+                raise ApiError(409, f'pod {name} is already assigned to node '
+                                    f'"{spec["nodeName"]}"', "Conflict")
+            if meta.get("deletionTimestamp"):
+                raise ApiError(409, f"pod {name} is being deleted, cannot be assigned to "
+                                    "a host", "Conflict")
+            spec["nodeName"] = node
+            status = pod.setdefault("status", {})
+            status["conditions"] = [
+                *(c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"),
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339(),
+                 "lastProbeTime": None}]
+            return pod
+
+        item, cached = await self._read_for_write(rt, ns, name)
+        return await self._modify(rt, ns, name, assign, "binding", "", False, item,
+                                  cached=cached)
 
     async def _modify(self, rt, ns, name, mutate, subresource, manager, dry_run, item,
-                      precondition_rv=None, operation="Update", patching=False) -> dict:
+                      precondition_rv=None, operation="Update", patching=False,
+                      cached=False) -> dict:
+        """Read-modify-write with compare-and-swap. `cached`: item came from the watch
+        cache; only a successful write is final then, any other outcome (an error, a
+        no-op) is decided again on etcd's item unless that is the same revision."""
         for _ in range(CAS_RETRIES):
             current = decode(item)
-            if precondition_rv and precondition_rv != str(item.mod_revision):
-                raise conflict(rt, name)
-            proposed = mutate(copy.deepcopy(current))
-            if not isinstance(proposed, dict):
-                raise ApiError(422, "the patched object is not a JSON object")
-            if patching:
-                prv = (proposed.get("metadata") or {}).get("resourceVersion")
-                if prv and prv != str(item.mod_revision):
+            try:
+                if precondition_rv and precondition_rv != str(item.mod_revision):
                     raise conflict(rt, name)
-            new = self._merge_for_write(rt, current, proposed, subresource)
-            causes = validate(rt.kind, new)
-            if causes:
-                raise invalid(rt, name, causes)
+                proposed = mutate(decode(item))  # a second private copy (cheaper than deepcopy)
+                if not isinstance(proposed, dict):
+                    raise ApiError(422, "the patched object is not a JSON object")
+                if patching:
+                    prv = (proposed.get("metadata") or {}).get("resourceVersion")
+                    if prv and prv != str(item.mod_revision):
+                        raise conflict(rt, name)
+                new = self._merge_for_write(rt, current, proposed, subresource)
+                causes = validate(rt.kind, new)
+                if causes:
+                    raise invalid(rt, name, causes)
+            except ApiError:
+                if cached:
+                    cached, fresh = False, await self._fresher(rt, ns, name, item)
+                    if fresh is not None:
+                        item = fresh
+                        continue
+                raise
             if manager and operation == "Update":
                 managedfields.record_update(new["metadata"], manager, rt.api_version,
                                             _owned_view(current), _owned_view(new),
                                             now_rfc3339(), subresource)
             if _same(new, current):
+                if cached:
+                    cached, fresh = False, await self._fresher(rt, ns, name, item)
+                    if fresh is not None:
+                        item = fresh
+                        continue
                 return current  # a no-op update writes nothing
             if dry_run:
                 return new
@@ -370,9 +456,11 @@ class Registry:
                 allocated = await self._allocate_service(rt, new, current)
             meta = new["metadata"]
             if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
-                    rt.kind != "Pod":
+                    rt.kind != "Pod" and not _namespace_finalizers(new):
                 ok, rev, now_item = await self.storage.delete(rt.key(ns, name), item.mod_revision)
                 if ok:
+                    if rt.kind == "Namespace":
+                        await self._delete_namespace_contents(name)
                     return new
             else:
                 ok, rev, now_item = await self.storage.update(rt.key(ns, name), encode(new),
@@ -383,9 +471,9 @@ class Registry:
             await self._release(allocated)
             if now_item is None:
                 raise not_found(rt, name)
-            if precondition_rv:
+            if precondition_rv and not cached:
                 raise conflict(rt, name)
-            item = now_item
+            item, cached = now_item, False
         raise conflict(rt, name)
 
     # ------------------------------------------------------------ delete
@@ -412,7 +500,7 @@ class Registry:
             graceful = None
             if rt.kind == "Pod":
                 graceful = self._pod_grace(obj, grace)
-            if meta.get("finalizers") or graceful:
+            if meta.get("finalizers") or graceful or _namespace_finalizers(obj):
                 if meta.get("deletionTimestamp") and not graceful:
                     return obj, False
                 marked = copy.deepcopy(obj)
@@ -481,6 +569,14 @@ class Registry:
             except ApiError as exc:
                 if exc.code != 409:
                     raise
+
+
+def _namespace_finalizers(obj: dict) -> list:
+    """A Namespace's spec.finalizers: while any is left, a deleted namespace stays
+    Terminating (the namespace controller empties it, then finalizes)."""
+    if obj.get("kind") != "Namespace":
+        return []
+    return (obj.get("spec") or {}).get("finalizers") or []
 
 
 def _spec_of(obj: dict) -> dict:

@@ -19,6 +19,9 @@ from agents.etcdapi import kv_pb2, rpc_pb2
 _KV = "/etcdserverpb.KV/"
 _WATCH = "/etcdserverpb.Watch/Watch"
 _METADATA = (("client-api-version", "3.4"),)
+# gRPC refuses answers over 4 MiB by default: a LIST of 5,000 events is more. Kubernetes'
+# etcd client takes answers of any size (MaxCallRecvMsgSize = MaxInt32); so do we.
+CHANNEL_OPTIONS = (("grpc.max_receive_message_length", 2**31 - 1),)
 
 
 class StorageError(Exception):
@@ -94,8 +97,9 @@ class _Endpoint:
 
     def __init__(self, target: str, creds: grpc.ChannelCredentials | None):
         self.target = target
-        self.channel = (grpc.aio.secure_channel(target, creds) if creds is not None
-                        else grpc.aio.insecure_channel(target))
+        self.channel = (grpc.aio.secure_channel(target, creds, options=CHANNEL_OPTIONS)
+                        if creds is not None
+                        else grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS))
         ser = lambda m: m.SerializeToString()  # noqa: E731
         unary = self.channel.unary_unary
         self.methods = {

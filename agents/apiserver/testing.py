@@ -112,9 +112,12 @@ class ApiServer:
 
 @contextlib.contextmanager
 def run_apiserver(workdir: str, etcd_endpoint: str, extra_args: list[str] = (),
-                  secure: bool = False, name: str = "apiserver", wait_ready: bool = True):
+                  secure: bool = False, name: str = "apiserver", wait_ready: bool = True,
+                  command: list[str] | None = None):
+    """`command` replaces `python -m agents.apiserver` (e.g. a profiling launcher)."""
     port = free_port()
-    args = [sys.executable, "-m", "agents.apiserver", "--etcd-servers", etcd_endpoint,
+    args = [*(command or [sys.executable, "-m", "agents.apiserver"]),
+            "--etcd-servers", etcd_endpoint,
             "--insecure-port", str(port), "--service-cluster-ip-range", "10.96.0.0/24",
             *extra_args]
     secure_url = None

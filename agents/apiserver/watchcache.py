@@ -1,5 +1,9 @@
 """The watch cache: ONE etcd watch per resource prefix, fanned out to every client watch.
 
+Each cache also remembers the latest value it saw of every key that changed since it
+started (`latest`): writes use it instead of an etcd read, their compare-and-swap
+catches a stale one.
+
 Each cache keeps a window of recent changes (decoded once, shared read-only by all
 subscribers), so a client watching from resourceVersion N inside the window replays
 from memory. A client asking for an N older than the window gets its own etcd watch
@@ -17,16 +21,19 @@ import logging
 
 from agents.etcdapi import rpc_pb2
 
-from .storage import Compacted, EtcdStorage, StorageError, event_from_proto, prefix_end
+from .storage import Compacted, EtcdStorage, Item, StorageError, event_from_proto, prefix_end
+from .stored import splice_rv
 
 log = logging.getLogger("apiserver.watchcache")
 
 
 class CachedEvent:
     """One change, shared read-only by every subscriber. The objects are decoded on first
-    use, so changes nobody watches cost no JSON decoding."""
+    use, so changes nobody watches cost no JSON decoding; an unfiltered watcher gets
+    `raw_line()`, spliced from the stored bytes, and needs no decoding at all."""
 
-    __slots__ = ("type", "key", "revision", "_obj", "_prev", "_raw", "_lines")
+    __slots__ = ("type", "key", "revision", "_obj", "_prev", "_raw", "_decoded", "_lines",
+                 "_raw_line")
 
     def __init__(self, type_: str, key: str, obj: dict | None, prev: dict | None,
                  revision: int, raw: tuple[bytes, bytes | None] | None = None):
@@ -34,36 +41,61 @@ class CachedEvent:
         self.key = key
         self.revision = revision
         self._obj, self._prev, self._raw = obj, prev, raw
+        self._decoded = raw is None
         self._lines: dict | None = None
+        self._raw_line: bytes | None = None
 
-    def line(self, event_type: str, obj: dict) -> str:
+    def line(self, event_type: str, obj: dict) -> bytes:
         """The JSON watch line for (event_type, obj), encoded once for all watchers."""
         key = (event_type, obj is self._prev)
         if self._lines is None:
             self._lines = {}
         text = self._lines.get(key)
         if text is None:
-            text = self._lines[key] = json.dumps({"type": event_type, "object": obj},
-                                                 separators=(",", ":")) + "\n"
+            text = self._lines[key] = (json.dumps({"type": event_type, "object": obj},
+                                                  separators=(",", ":")) + "\n").encode()
         return text
+
+    def raw_line(self) -> bytes | None:
+        """The watch line an unfiltered watcher gets (ADDED / MODIFIED / DELETED), built
+        once from the stored bytes; None if there is nothing to send (a DELETE without
+        the previous value)."""
+        if self._raw_line is None:
+            if self._raw is None:  # built from objects (tests): encode them
+                ev = ("MODIFIED" if self._prev is not None else "ADDED", self._obj) \
+                    if self.type == "PUT" else ("DELETED", self._prev)
+                if ev[1] is None:
+                    return None
+                self._raw_line = self.line(*ev)
+                return self._raw_line
+            value, prev_value = self._raw
+            if self.type == "PUT":
+                kind, raw = (b"MODIFIED" if prev_value is not None else b"ADDED"), value
+            elif prev_value is not None:
+                kind, raw = b"DELETED", prev_value
+            else:
+                return None
+            self._raw_line = b'{"type":"%s","object":%s}\n' % (kind,
+                                                                splice_rv(raw, self.revision))
+        return self._raw_line
 
     def _decode(self) -> None:
         value, prev_value = self._raw
-        self._raw = None
+        self._decoded = True
         self._obj = decode_object(value, self.revision) if self.type == "PUT" else None
         self._prev = decode_object(prev_value, self.revision) if prev_value else None
 
     @property
     def obj(self) -> dict | None:
         """The object after the change (None for DELETE)."""
-        if self._raw is not None:
+        if not self._decoded:
             self._decode()
         return self._obj
 
     @property
     def prev(self) -> dict | None:
         """The object before the change, if there was one."""
-        if self._raw is not None:
+        if not self._decoded:
             self._decode()
         return self._prev
 
@@ -134,6 +166,7 @@ class WatchCache:
         self.capacity = capacity
         self.progress_interval = progress_interval
         self.history: collections.deque[CachedEvent] = collections.deque()
+        self._latest: dict[str, Item] = {}  # key → the newest value seen (no deletes)
         self.subscribers: set[Subscription] = set()
         self.start_revision = 0  # every change after this revision is in history
         self.last_revision = 0  # every change up to this revision has been seen
@@ -181,6 +214,7 @@ class WatchCache:
             sub.queue.put_nowait(Compacted(str(exc)))
         self.subscribers.clear()
         self.history.clear()
+        self._latest.clear()  # changes were missed: forget them all
         self.ready.clear()
 
     async def _stream(self) -> None:
@@ -220,10 +254,19 @@ class WatchCache:
                     await call.write(rpc_pb2.WatchRequest(
                         progress_request=rpc_pb2.WatchProgressRequest()))
 
+    def latest(self, key: str) -> Item | None:
+        """The newest value of key this cache has seen (None: not seen, or deleted). A
+        hint for writes: it can lag behind etcd by the watch's delay."""
+        return self._latest.get(key)
+
     def _publish(self, events: list[CachedEvent]) -> None:
         for e in events:
             self.history.append(e)
             self.last_revision = max(self.last_revision, e.revision)
+            if e.type == "PUT" and e._raw is not None:
+                self._latest[e.key] = Item(e.key, e._raw[0], e.revision, 0)
+            else:
+                self._latest.pop(e.key, None)
         while len(self.history) > self.capacity:
             self.start_revision = self.history.popleft().revision
         for sub in list(self.subscribers):

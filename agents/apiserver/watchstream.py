@@ -45,7 +45,13 @@ class WatchWriter:
         self.rt = rt
         self.include = include
         self.sent_columns = False
-        self.buffer: list[str] = []
+        self.buffer: list[bytes] = []
+
+    async def raw(self, line: bytes) -> None:
+        """A line shared by every unfiltered watcher (CachedEvent.raw_line)."""
+        self.buffer.append(line)
+        if len(self.buffer) >= 64:
+            await self.flush()
 
     async def event(self, type_: str, obj: dict, shared: CachedEvent | None = None) -> None:
         if shared is not None and not self.include:
@@ -56,24 +62,24 @@ class WatchWriter:
             if self.sent_columns:
                 table["columnDefinitions"] = []
             self.sent_columns = True
-            self.buffer.append(dumps({"type": type_, "object": table}) + "\n")
+            self.buffer.append((dumps({"type": type_, "object": table}) + "\n").encode())
         else:
-            self.buffer.append(dumps({"type": type_, "object": obj}) + "\n")
+            self.buffer.append((dumps({"type": type_, "object": obj}) + "\n").encode())
         if len(self.buffer) >= 64:
             await self.flush()
 
     async def bookmark(self, revision: int) -> None:
-        self.buffer.append(dumps({"type": "BOOKMARK", "object": {
+        self.buffer.append((dumps({"type": "BOOKMARK", "object": {
             "kind": self.rt.kind, "apiVersion": self.rt.api_version,
-            "metadata": {"resourceVersion": str(revision)}}}) + "\n")
+            "metadata": {"resourceVersion": str(revision)}}}) + "\n").encode())
         await self.flush()
 
     async def error(self, err: ApiError) -> None:
-        self.buffer.append(dumps({"type": "ERROR", "object": err.status()}) + "\n")
+        self.buffer.append((dumps({"type": "ERROR", "object": err.status()}) + "\n").encode())
         await self.flush()
 
     async def flush(self) -> None:
         if self.buffer:
-            data = "".join(self.buffer).encode()
+            data = b"".join(self.buffer)
             self.buffer.clear()
             await self.response.write(data)

@@ -8,6 +8,10 @@ work queue of unscheduled pod keys; `sync(key)` decides and binds one pod.
   away; then every parked pod is tried again.
 - A binding that fails is undone in the cache and retried with back-off; "already
   assigned" means someone else bound it, which is fine.
+- Events and PodScheduled=False status writes go out in the background, best effort,
+  and yield to bindings: while pods wait to be scheduled or bindings are in flight, one
+  of them is written at a time (the API server's time goes to placing pods, which is
+  what a burst waits for); when scheduling is idle, several at once.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from agents.kube.workqueue import ExponentialBackoff, WorkQueue
 
 from .cache import SchedulerCache
 from .framework import schedule
+from .nodeinfo import PodInfo
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,8 @@ class Scheduler:
         # kube-scheduler's event broadcaster does); flush_background() waits for them.
         self._background: set[asyncio.Task] = set()
         self._background_slots = asyncio.Semaphore(8)
+        self._trickle = asyncio.Semaphore(1)  # the one background write while busy
+        self._binding = 0  # bindings in flight
         self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
 
@@ -125,13 +132,15 @@ class Scheduler:
         if pod is None or not wants_scheduling(pod, self.scheduler_name) \
                 or self.cache.is_assumed(pod):
             return
-        result = schedule(pod, self.cache.node_infos(), sample=True, start=self._next_start)
+        info = PodInfo.of(pod)
+        result = schedule(info, self.cache.node_infos(), sample=True, start=self._next_start)
         self._next_start = result.next_start
         if result.node is None:
             await self._unschedulable(key, pod, result.message)
             return
-        self.cache.assume(pod, result.node)
+        self.cache.assume(pod, result.node, info)
         meta = pod["metadata"]
+        self._binding += 1
         try:
             await self.api.bind(meta["namespace"], meta["name"], result.node, meta.get("uid"))
         except (Conflict, NotFound) as exc:
@@ -143,6 +152,8 @@ class Scheduler:
             self.cache.forget(pod)
             self.metrics["bind_errors"] += 1
             raise
+        finally:
+            self._binding -= 1
         self.metrics["scheduled"] += 1
         self._last_failure.pop(key, None)
         self._in_background(self._event(pod, "Scheduled",
@@ -170,10 +181,18 @@ class Scheduler:
         except ApiError as exc:
             log.warning("could not set PodScheduled=False on %s: %s", key, exc)
 
+    def busy(self) -> bool:
+        """Are pods waiting to be scheduled, or bindings in flight?"""
+        return len(self.queue) > 0 or self._binding > 0
+
     def _in_background(self, coro) -> None:
         async def limited():
             async with self._background_slots:
-                await coro
+                if not self.busy():
+                    await coro
+                    return
+                async with self._trickle:
+                    await coro
         task = asyncio.create_task(limited())
         self._background.add(task)
         task.add_done_callback(self._background.discard)

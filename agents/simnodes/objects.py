@@ -8,6 +8,7 @@ Addresses (never routed anywhere; they only have to be unique and well-formed):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import uuid
@@ -32,6 +33,7 @@ def _check_index(index: int) -> None:
                          "simulated nodes")
 
 
+@functools.cache  # ipaddress is slow; every pod start asks
 def pod_cidr(index: int) -> ipaddress.IPv4Network:
     _check_index(index)
     return ipaddress.ip_network((int(POD_CIDR_BASE.network_address) + index * 256, 24))

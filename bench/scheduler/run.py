@@ -12,6 +12,9 @@ bound (spec.nodeName) and Running. Reported:
 - bind_rate: pods bound per second from the first to the last binding seen;
 - time_to_all_bound / time_to_all_running: from scheduler start (its cache sync included);
 - running_after_bind p50/p99: the simulated kubelet's part;
+- time_to_all_scheduled_events: until the scheduler's last Scheduled event is written
+  (they go out in the background, yielding to bindings), with the CPU every process
+  used until then (`cpu_ms_per_pod_until_all_events`: the whole cost of a pod);
 - the create rate of the preload (the API server + etcd on their own) for comparison.
 
 Then a Deployment of `--deployment` replicas (100) through the controller manager, the
@@ -19,9 +22,10 @@ scheduler and 20 simulated nodes: time from its POST until all its pods are Runn
 
 Every result carries the CPU seconds each process (etcd, API server, scheduler, simulated
 nodes) used from scheduler start until all pods ran: which one saturates a core is the
-first clue to where the time goes. `--profile DIR` also attaches py-spy (if installed)
-to the API server, the scheduler and the simulated nodes for that phase and writes their
-collapsed stacks (`*.txt`, one line per stack with its sample count) there.
+first clue to where the time goes. `--profile DIR` runs the API server, the scheduler and
+the simulated nodes under cProfile for that phase (bench/scheduler/profiled.py) and
+writes their stats (`*.prof`) and top functions (`*.txt`) there. cProfile slows the
+profiled processes down (~1.5-2x): profiled runs measure where, not how fast.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
@@ -73,18 +76,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def py_spy() -> str | None:
-    return shutil.which("py-spy") or shutil.which(
-        "py-spy", path=os.path.dirname(sys.executable))
+PROFILED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiled.py")
 
 
-def attach_profiler(pid: int, out: str) -> subprocess.Popen | None:
-    tool = py_spy()
-    if tool is None:
-        return None
-    return subprocess.Popen([tool, "record", "--pid", str(pid), "--format", "raw",
-                             "--rate", "50", "--nonblocking", "-o", out],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def agent_command(module: str, profile: str | None = None, now: bool = False) -> list[str]:
+    """`python -m MODULE`, or under bench/scheduler/profiled.py writing cProfile stats to
+    `profile` (profiling from the start with `now`, else between SIGUSR1 and SIGUSR2)."""
+    if profile is None:
+        return [sys.executable, "-m", module]
+    return [sys.executable, PROFILED, *(["--now"] if now else []), profile, module]
+
+
+def profile_summary(stats_path: str, out_path: str, top: int = 40) -> None:
+    """The top functions by own time and by cumulative time, as text."""
+    import io
+    import pstats
+    buf = io.StringIO()
+    stats = pstats.Stats(stats_path, stream=buf)
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    with open(out_path, "w") as fh:
+        fh.write(buf.getvalue())
+
+
+def wait_file(path: str, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def write_kubeconfig(path: str, server: str) -> None:
@@ -163,9 +184,13 @@ async def measure(work: str, server: str, pods: int, nodes: int, timeout: float,
                   others: dict[str, int]) -> dict:
     kubeconfig = os.path.join(work, "kubeconfig")
     write_kubeconfig(kubeconfig, server)
-    py = sys.executable
-    sim = start([py, "-m", "agents.simnodes", "--kubeconfig", kubeconfig, "--nodes",
-                 str(nodes), "--cpu", "32", "--memory", "256Gi"],
+    prof = {}
+    if profile_dir:
+        os.makedirs(profile_dir, exist_ok=True)
+        prof = {name: os.path.join(profile_dir, f"{name}-{pods}x{nodes}.prof")
+                for name in ("apiserver", "scheduler", "simnodes")}
+    sim = start([*agent_command("agents.simnodes", prof.get("simnodes")), "--kubeconfig",
+                 kubeconfig, "--nodes", str(nodes), "--cpu", "32", "--memory", "256Gi"],
                 os.path.join(work, "simnodes.log"))
     sched = None
     try:
@@ -178,27 +203,31 @@ async def measure(work: str, server: str, pods: int, nodes: int, timeout: float,
             bound, running, done = {}, {}, asyncio.Event()
             watcher = asyncio.create_task(
                 watch_progress(api, ns, rv, pods, bound, running, done))
-            cmd = [py, "-m", "agents.scheduler", "--kubeconfig", kubeconfig, "--port", "0",
-                   *scheduler_args]
+            cmd = [*agent_command("agents.scheduler", prof.get("scheduler"), now=True),
+                   "--kubeconfig", kubeconfig, "--port", "0", *scheduler_args]
+            pids = {**others, "simnodes": sim.pid}
+            if prof:
+                for name in ("apiserver", "simnodes"):
+                    os.kill(pids[name], signal.SIGUSR1)
             t_start = time.monotonic()
             sched = start(cmd, os.path.join(work, "scheduler.log"))
-            pids = {**others, "scheduler": sched.pid, "simnodes": sim.pid}
+            pids["scheduler"] = sched.pid
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-            if profile_dir:
-                os.makedirs(profile_dir, exist_ok=True)
-                profilers = [attach_profiler(pids[name], os.path.join(
-                    profile_dir, f"{name}-{pods}x{nodes}.txt"))
-                    for name in ("apiserver", "scheduler", "simnodes")]
+            cpu_before["scheduler"] = 0.0  # it started with the phase
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), timeout)
             elapsed = time.monotonic() - t_start
             cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2)
                    for name, pid in pids.items()}
-            if profile_dir:
-                for prof in profilers:
-                    if prof is not None:
-                        prof.send_signal(signal.SIGINT)
-                        prof.wait(30)
+            # The scheduler writes its Scheduled events in the background, yielding to
+            # bindings: count the work until the last one is written too.
+            events_s = await wait_scheduled_events(api, ns, pods, t_start, timeout)
+            cpu_events = {name: round(cpu_seconds(pid) - cpu_before[name], 2)
+                          for name, pid in pids.items()}
+            for name, path in prof.items():
+                os.kill(pids[name], signal.SIGUSR2)
+                if wait_file(path):
+                    profile_summary(path, path[:-len(".prof")] + ".txt")
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
             binds = sorted(bound.values())
@@ -219,13 +248,34 @@ async def measure(work: str, server: str, pods: int, nodes: int, timeout: float,
                 "running_after_bind_p99_s": _round(pct(run_lat, 99)),
                 "phase_s": round(elapsed, 2),
                 "cpu_s_during_phase": cpu,
+                "time_to_all_scheduled_events_s": events_s,
+                "cpu_s_until_all_events": cpu_events,
+                "cpu_ms_per_pod_until_all_events": {
+                    name: round(1000 * c / pods, 2) for name, c in cpu_events.items()},
             }
             return result
     finally:
         if sched is not None:
-            # py-spy writes its profile when the child ends: SIGINT the scheduler's tree.
             stop(sched)
         stop(sim)
+
+
+async def wait_scheduled_events(api: KubeClient, ns: str, count: int, t_start: float,
+                                timeout: float) -> float | None:
+    """Seconds from t_start until `count` Scheduled events exist in ns (None: timed out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen, token = 0, None
+        while True:  # in pages, as kubectl lists
+            page = await api.list("events", ns, limit=500, continue_token=token)
+            seen += sum(1 for e in page["items"] if e.get("reason") == "Scheduled")
+            token = page["metadata"].get("continue")
+            if not token:
+                break
+        if seen >= count:
+            return round(time.monotonic() - t_start, 2)
+        await asyncio.sleep(0.5)
+    return None
 
 
 def _round(x):
@@ -301,8 +351,11 @@ def run_deployment(replicas: int, nodes: int, timeout: float) -> dict:
 
 def run_size(pods: int, nodes: int, timeout: float, profile_dir: str | None,
              scheduler_args: list[str]) -> dict:
+    api_cmd = agent_command("agents.apiserver", os.path.join(
+        profile_dir, f"apiserver-{pods}x{nodes}.prof") if profile_dir else None)
     with tempfile.TemporaryDirectory(prefix="bench-sched-") as work, \
-            testing.run_etcd(work) as etcd, testing.run_apiserver(work, etcd.endpoint) as apis:
+            testing.run_etcd(work) as etcd, \
+            testing.run_apiserver(work, etcd.endpoint, command=api_cmd) as apis:
         load_before = os.getloadavg()[0]
         result = asyncio.run(measure(work, apis.url, pods, nodes, timeout, profile_dir,
                                      scheduler_args, {"etcd": etcd.proc.pid,
@@ -319,7 +372,8 @@ def main(argv=None) -> int:
     p.add_argument("--deployment", type=int, default=100,
                    help="replicas of the Deployment startup run (0: skip it)")
     p.add_argument("--timeout", type=float, default=600)
-    p.add_argument("--profile", metavar="DIR", help="py-spy collapsed stacks go here")
+    p.add_argument("--profile", metavar="DIR", help="cProfile stats (*.prof) and their top functions (*.txt) of the API "
+                   "server, scheduler and simulated nodes during the binding phase go here")
     p.add_argument("--scheduler-args", default="", help="extra flags for the scheduler")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "scheduler.json"))
     args = p.parse_args(argv)

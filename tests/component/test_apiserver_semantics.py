@@ -337,6 +337,20 @@ def test_list_pagination_with_continue(env):
     assert names == [f"c{n}" for n in range(5)] and pages == 3
 
 
+def test_a_list_larger_than_grpcs_default_message_limit(env):
+    """etcd answers a 5 MiB range in one message; gRPC's default cap is 4 MiB."""
+    a = env["a"]
+    call(a, "POST", "/api/v1/namespaces", {"metadata": {"name": "big"}})
+    blob = "x" * (900 * 1024)
+    for n in range(6):
+        status, _ = call(a, "POST", "/api/v1/namespaces/big/configmaps",
+                         cm(f"c{n}", data={"blob": blob}))
+        assert status == 201
+    status, listed = call(a, "GET", "/api/v1/namespaces/big/configmaps")
+    assert status == 200, listed
+    assert [i["metadata"]["name"] for i in listed["items"]] == [f"c{n}" for n in range(6)]
+
+
 def test_system_namespaces_cannot_be_deleted(env):
     code, status = call(env["a"], "DELETE", "/api/v1/namespaces/kube-system")
     assert code == 403 and "may not be deleted" in status["message"]

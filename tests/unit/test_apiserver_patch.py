@@ -127,3 +127,29 @@ def test_apply_patch_dispatch_and_bad_json():
     with pytest.raises(ApiError) as err:
         apply_patch("strategic", {}, b"{nope")
     assert err.value.code == 400
+
+
+@pytest.mark.parametrize("kind,body", [
+    ("merge", {"status": {"phase": "Running", "podIP": "10.1.0.2"}, "metadata": {"labels": None}}),
+    ("strategic", {"spec": {"template": {"spec": {"containers": [
+        {"name": "main", "image": "nginx:2", "env": [{"name": "B", "value": "2"}]}]}}}}),
+    ("json", [{"op": "replace", "path": "/metadata/name", "value": "other"}]),
+])
+def test_a_private_original_is_patched_in_place_with_the_same_result(kind, body):
+    raw = json.dumps(body).encode()
+    pristine = json.loads(json.dumps(DEPLOY))
+    copied = apply_patch(kind, pristine, raw)
+    assert pristine == DEPLOY  # the default never changes its input
+    private = json.loads(json.dumps(DEPLOY))
+    in_place = apply_patch(kind, private, raw, copy_original=False)
+    assert in_place == copied
+
+
+def test_strategic_merge_does_not_mutate_inputs_or_share_the_patch():
+    original = json.loads(json.dumps(DEPLOY))
+    patch = {"spec": {"template": {"spec": {"containers": [
+        {"name": "new", "image": "x", "args": ["a"]}]}}}}
+    out = strategic_merge(original, patch)
+    assert original == DEPLOY
+    containers(out)[-1]["args"].append("b")
+    assert patch["spec"]["template"]["spec"]["containers"][0]["args"] == ["a"]

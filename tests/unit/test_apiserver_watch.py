@@ -1,4 +1,5 @@
 import asyncio
+import json
 
 import pytest
 
@@ -82,5 +83,37 @@ def test_watch_lines_are_encoded_once_per_event():
         "prev_value": b'{"metadata":{"name":"a","labels":{"x":"1"}}}', "revision": 9})())
     first = e.line("MODIFIED", e.obj)
     assert first is e.line("MODIFIED", e.obj)
-    assert first == '{"type":"MODIFIED","object":{"metadata":{"name":"a","resourceVersion":"9"}}}\n'
-    assert '"labels"' in e.line("DELETED", e.prev)
+    assert first == b'{"type":"MODIFIED","object":{"metadata":{"name":"a","resourceVersion":"9"}}}\n'
+    assert b'"labels"' in e.line("DELETED", e.prev)
+
+
+def raw_event(type_, value, prev_value, revision=9):
+    return watchcache.to_cached(type("E", (), {
+        "type": type_, "key": "/k", "value": value, "prev_value": prev_value,
+        "revision": revision})())
+
+
+@pytest.mark.parametrize("type_,value,prev,want", [
+    ("PUT", b'{"metadata":{"name":"a"},"spec":{"x":1}}', None, "ADDED"),
+    ("PUT", b'{"metadata":{"name":"a"},"spec":{"x":2}}', b'{"metadata":{"name":"a"}}',
+     "MODIFIED"),
+    ("DELETE", b"", b'{"metadata":{"name":"a"},"spec":{"x":3}}', "DELETED"),
+    ("PUT", b'{"kind":"Legacy","metadata":{"name":"a"}}', None, "ADDED"),  # not stored form
+])
+def test_an_unfiltered_watcher_gets_the_line_a_decoded_event_would_give(type_, value,
+                                                                         prev, want):
+    spliced = raw_event(type_, value, prev)
+    line = spliced.raw_line()
+    assert line is spliced.raw_line()  # built once, shared by every watcher
+    decoded = raw_event(type_, value, prev)
+    kind, obj = convert_event(decoded, (), ())
+    assert kind == want
+    assert json.loads(line) == {"type": want, "object": obj}
+    assert json.loads(line)["object"]["metadata"]["resourceVersion"] == "9"
+    assert not spliced._decoded  # no JSON decoding on the way
+
+
+def test_a_delete_without_its_previous_value_sends_nothing():
+    assert raw_event("DELETE", b"", None).raw_line() is None
+    assert ev("DELETE", None, None).raw_line() is None
+    assert ev("PUT", obj("x"), None).raw_line().startswith(b'{"type":"ADDED"')

@@ -154,3 +154,79 @@ def test_cache_counts_bound_pods_keeps_them_across_node_updates_and_forgets_dele
     assert cache.node_info("n1").pod_count == 0
     cache.remove_node("n1")
     assert cache.node_infos() == []
+
+
+def test_cache_recounts_a_bound_pod_only_when_what_it_holds_changes():
+    cache = SchedulerCache()
+    cache.set_node(node("n1"))
+    cache.assume(pod("p", cpu="2", owner="a"), "n1")
+    running = pod("p", cpu="2", owner="a", node_name="n1", phase="Running")
+    cache.set_pod(running)                                 # confirmed, then Running
+    cache.set_pod(running)
+    info = cache.node_info("n1")
+    assert (info.pod_count, info.requested["cpu"], info.owner_counts) == (1, 2000, {"rs-a": 1})
+    resized = pod("p", cpu="3", owner="a", node_name="n1", phase="Running")
+    cache.set_pod(resized)                                 # requests changed in place
+    assert (info.pod_count, info.requested["cpu"]) == (1, 3000)
+    released = pod("p", cpu="3", node_name="n1", phase="Running")
+    cache.set_pod(released)                                # its owner let it go
+    assert info.owner_counts.get("rs-a", 0) == 0
+    cache.remove_pod(released)
+    assert (info.pod_count, info.requested["cpu"]) == (0, 0)
+
+
+class GatedEvents(FakeApi):
+    """Event creates wait at a gate; counts how many are in flight at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.in_flight = self.most_in_flight = 0
+
+    async def create(self, resource, obj, namespace=None, subresource=None, name=None):
+        if resource != "events":
+            return await super().create(resource, obj, namespace, subresource, name)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.gate.wait()
+            return await super().create(resource, obj, namespace, subresource, name)
+        finally:
+            self.in_flight -= 1
+
+
+async def _settle():
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def test_events_trickle_one_at_a_time_while_pods_wait_and_flow_when_idle():
+    async def main():
+        api = GatedEvents()
+        api.seed("nodes", node("n", cpu="64"))
+        api.seed("pods", *(pod(f"p{i}", cpu="1") for i in range(6)))
+        sched = await scheduler_on(api)
+        for _ in range(3):  # three bound, three still queued: busy
+            key = sched.queue.core.get()
+            await sched.sync(key)
+            sched.queue.done(key)
+        await _settle()
+        busy_most = api.most_in_flight
+        api.gate.set()
+        await sched.flush_background()
+        api.gate.clear()
+        api.most_in_flight = 0
+        while len(sched.queue):  # the rest: idle once the queue is empty
+            key = sched.queue.core.get()
+            await sched.sync(key)
+            sched.queue.done(key)
+        await _settle()
+        idle_most = api.most_in_flight
+        api.gate.set()
+        await sched.flush_background()
+        events = [a for a in api.actions if a.resource == "events"]
+        return busy_most, idle_most, len(events)
+    busy_most, idle_most, events = asyncio.run(main())
+    assert busy_most == 1
+    assert idle_most == 3  # idle: the last three go out together
+    assert events == 6  # none lost
