@@ -53,13 +53,13 @@ def free_subnet() -> ipaddress.IPv4Network:
     raise RuntimeError("no free /24")
 
 
-def inventory(provider: str, count: int, lab: str):
+def inventory(provider: str, count: int, lab: str, cpus: int = 1):
     """An in-memory inventory with the attributes the lifecycle reads."""
     net = free_subnet()
     addresses = list(net.hosts())[1:]
     hosts = {
         f"h{i}": SimpleNamespace(
-            address=str(addresses[i]), cpus=1, memory_mb=384, vars={},
+            address=str(addresses[i]), cpus=cpus, memory_mb=384, vars={},
             groups=("control_plane", "etcd") if i == 0 else ("workers",),
         )
         for i in range(count)
@@ -70,7 +70,33 @@ def inventory(provider: str, count: int, lab: str):
     )
 
 
-def scenario(provider: str, count: int) -> dict:
+def scenario(provider: str, count: int, cpus: int = 1) -> dict:
+    return scenario_lab(provider, count, cpus=cpus)
+
+
+def _logins(lab: str, inv) -> dict:
+    """One SSH connection per host of a lab that is up (for ``after_up`` callbacks)."""
+    from labctl.connection import Connection
+    from labctl.state import LabState
+
+    state = LabState.for_lab(lab)
+    return {
+        name: Connection(name, host.address, key_path=state.private_key, known_hosts=state.known_hosts)
+        for name, host in inv.hosts.items()
+    }
+
+
+def qemu_cpu_seconds(domain: str) -> float:
+    """CPU time (user + system) the domain's qemu process has used: unlike wall time,
+    it hardly depends on how busy the machine is, so it compares boots across runs."""
+    pid = Path(f"/run/libvirt/qemu/{domain}.pid").read_text().strip()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
+
+def scenario_lab(provider: str, count: int, after_up=None, cpus: int = 1) -> dict:
+    """Time ``up`` and ``down`` of a throwaway lab; ``after_up(lab_root, connections)``
+    runs in between (e.g. to collect boot profiles) and is not part of either time."""
     with tempfile.TemporaryDirectory(prefix="bench-up-", dir="/var/tmp") as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
@@ -80,7 +106,7 @@ def scenario(provider: str, count: int) -> dict:
         old_home = os.environ.get("LABCTL_HOME")
         os.environ["LABCTL_HOME"] = str(home)
         lab = f"bu{random.randrange(16**6):06x}"
-        inv = inventory(provider, count, lab)
+        inv = inventory(provider, count, lab, cpus)
         options = lifecycle.UpOptions(
             deploy=False, verify=False, progress=None,
             timeouts=StepTimeouts().with_overrides({"ssh-banner": 900, "booted": 600}),
@@ -89,6 +115,18 @@ def scenario(provider: str, count: int) -> dict:
             t0 = time.monotonic()
             result = lifecycle.up(inv, options)
             up_s = time.monotonic() - t0
+            cpu_s = {}
+            if provider == "libvirt":
+                from labctl.providers.libvirt import domain_name
+
+                cpu_s = {name: qemu_cpu_seconds(domain_name(lab, name)) for name in inv.hosts}
+            if after_up is not None:
+                conns = _logins(lab, inv)
+                try:
+                    after_up(home / "labs" / lab, conns)
+                finally:
+                    for conn in conns.values():
+                        conn.close()
         finally:
             t0 = time.monotonic()
             down = lifecycle.down(lab, progress=None)
@@ -102,6 +140,7 @@ def scenario(provider: str, count: int) -> dict:
         return {
             "provider": provider,
             "hosts": count,
+            "cpus_per_host": cpus,
             "up_s": round(up_s, 3),
             "ssh_ready_s": round(ssh_ready, 3),
             "ready_s": round(max(result.ready_at.values()), 3),
@@ -110,6 +149,8 @@ def scenario(provider: str, count: int) -> dict:
             "phases": {k: round(v, 3) for k, v in result.phases.items()},
             "timeline": result.timeline,
             "virt_type": _virt_type(provider),
+            # qemu CPU seconds per VM when all were ready (TCG: a load-independent cost)
+            "qemu_cpu_s": cpu_s or None,
             "target_ssh_ready_s": target,
             "meets_target": None if target is None else ssh_ready <= target,
             "meets_down_target": down_s <= DOWN_TARGET,
@@ -128,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nspawn", default="3,10", help="host counts for nspawn (comma list, '' for none)")
     parser.add_argument("--vms", default="3", help="VM counts for libvirt (comma list, '' for none)")
+    parser.add_argument("--cpus", type=int, default=1, help="virtual CPUs per host (default 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "up.json")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -142,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for provider, count in plan:
         print(f"== {count} {provider} host(s)", file=sys.stderr)
-        run = scenario(provider, count)
+        run = scenario(provider, count, args.cpus)
         runs.append(run)
         print(
             f"   ssh-ready {run['ssh_ready_s']:.1f}s (target {run['target_ssh_ready_s']}), "

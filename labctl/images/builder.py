@@ -184,6 +184,15 @@ def customise(rootfs: Path, recipe: Recipe, log: Path) -> None:
             customize.LAB_IMAGE_FILE, customize.lab_image_text(recipe.hash, recipe.suite)
         ),
     )
+    write_needs_update_stamps(rootfs)
+
+
+def write_needs_update_stamps(rootfs: Path) -> None:
+    """Mark /etc and /var as up to date with /usr (see customize.needs_update_stamp)."""
+    usr = (rootfs / "usr").stat()
+    for path in customize.NEEDS_UPDATE_STAMPS:
+        write_file(rootfs, customize.ImageFile(path, customize.needs_update_stamp(usr.st_mtime_ns)))
+        os.utime(rootfs / path, ns=(usr.st_atime_ns, usr.st_mtime_ns))
 
 
 def single_boot_file(rootfs: Path, prefix: str) -> Path:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 HOSTKEY_UNIT = "lab-ssh-hostkey.service"
 LAB_IMAGE_FILE = "etc/lab-image"
+NEEDS_UPDATE_STAMPS = ("etc/.updated", "var/.updated")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,62 @@ def hostkey_unit() -> str:
 
 
 def ssh_service_dropin() -> str:
-    return f"[Unit]\nWants={HOSTKEY_UNIT}\nAfter={HOSTKEY_UNIT}\n"
+    # The empty ExecStartPre= drops Debian's `sshd -t` config check: one more exec of
+    # sshd (~1 s under qemu TCG) on the way to the first login, for a config we wrote.
+    return (
+        f"[Unit]\nWants={HOSTKEY_UNIT}\nAfter={HOSTKEY_UNIT}\n"
+        "\n[Service]\nExecStartPre=\n"
+    )
+
+
+def journald_conf() -> str:
+    # Lab hosts are thrown away: the journal in /run is enough, and it saves the
+    # flush to /var/log/journal at every boot (systemd-journal-flush is masked).
+    return "[Journal]\nStorage=volatile\n"
+
+
+# Modules a VM loaded at boot for nothing (seen in lsmod), each seconds of TCG time:
+# the default qemu CPU model advertises svm, so udev loaded kvm + kvm_amd; powernow_k8
+# probes for frequency scaling that is not there; systemd loads autofs4 for automount
+# units (none left: binfmt's is masked); fw_cfg, raw serio and evdev serve nothing
+# here (no keyboard or mouse to read, credentials come from the kernel command line).
+# Lab hosts run no VMs.
+BLACKLISTED_MODULES = (
+    "kvm", "kvm_amd", "kvm_intel", "powernow_k8", "autofs4", "qemu_fw_cfg", "serio_raw",
+    "evdev",
+)  # fmt: skip
+
+
+def modprobe_blacklist(modules: tuple[str, ...] = BLACKLISTED_MODULES) -> str:
+    return "# labctl: modules no lab host needs, not worth loading at boot\n" + "".join(
+        f"blacklist {m}\n" for m in modules
+    )
+
+
+# udev's boot-time coldplug (systemd-udev-trigger, masked in the recipe) replayed
+# hundreds of devices under TCG to end up loading these. Loading them directly is
+# enough: eth0 and the RNG then appear as live events, which udev handles as usual
+# (networkd waits for udev to have seen eth0). `button` lets libvirt's ACPI shutdown
+# (`labctl stop`/`down`) power the VM off cleanly instead of waiting to force it.
+# Containers skip modules-load.
+BOOT_MODULES = ("virtio_pci", "virtio_net", "virtio_rng", "button")
+
+
+def boot_modules(modules: tuple[str, ...] = BOOT_MODULES) -> str:
+    return "# labctl: the VM's virtio NIC and RNG, the ACPI power button (no udev coldplug)\n" + "".join(
+        f"{m}\n" for m in modules
+    )
+
+
+def needs_update_stamp(usr_mtime_ns: int) -> str:
+    """/etc/.updated and /var/.updated: "this tree is up to date with /usr".
+
+    Without them every boot counts as "after an update" (ConditionNeedsUpdate), so
+    systemd-sysusers runs on the boot's critical path for users the packages already
+    made. Written after the build with /usr's modification time, so a later change
+    to /usr (a package installed by a role) still triggers the update units.
+    """
+    return f"TIMESTAMP_NSEC={usr_mtime_ns}\n"
 
 
 def initramfs_conf() -> str:
@@ -83,6 +139,9 @@ def image_files(initrd_modules: tuple[str, ...]) -> tuple[ImageFile, ...]:
     """Every file the customisation writes, in writing order."""
     return (
         ImageFile("etc/ssh/sshd_config.d/10-lab.conf", sshd_config()),
+        ImageFile("etc/systemd/journald.conf.d/10-lab.conf", journald_conf()),
+        ImageFile("etc/modprobe.d/lab-blacklist.conf", modprobe_blacklist()),
+        ImageFile("etc/modules-load.d/lab-virtio.conf", boot_modules()),
         ImageFile(f"etc/systemd/system/{HOSTKEY_UNIT}", hostkey_unit()),
         ImageFile("etc/systemd/system/ssh.service.d/10-lab-hostkey.conf", ssh_service_dropin()),
         ImageFile("etc/initramfs-tools/conf.d/lab.conf", initramfs_conf()),

@@ -22,7 +22,7 @@ from labctl.images import customize
 RECIPE_FILE = Path(__file__).with_name("recipe.yaml")
 
 # Bump when the builder's steps change in a way the data above does not show.
-BUILD_STEPS_VERSION = 1
+BUILD_STEPS_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,19 @@ def test_remove_paths_globs_inside_the_tree_only(tmp_path):
             builder.remove_paths(tmp_path, (bad,))
 
 
+def test_needs_update_stamps_match_usr_so_update_units_skip(tmp_path):
+    for rel in ("usr", "etc", "var"):
+        (tmp_path / rel).mkdir()
+    os.utime(tmp_path / "usr", ns=(1_700_000_000_123_456_789, 1_700_000_000_123_456_789))
+    builder.write_needs_update_stamps(tmp_path)
+    usr = (tmp_path / "usr").stat()
+    for rel in ("etc/.updated", "var/.updated"):
+        stamp = tmp_path / rel
+        # systemd's ConditionNeedsUpdate is true only when /usr is newer than the stamp
+        assert stamp.stat().st_mtime_ns == usr.st_mtime_ns
+        assert stamp.read_text() == f"TIMESTAMP_NSEC={usr.st_mtime_ns}\n"
+
+
 def test_single_boot_file(tmp_path):
     (tmp_path / "boot").mkdir()
     with pytest.raises(LabError, match="expected one vmlinuz-"):

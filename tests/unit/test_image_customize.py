@@ -62,3 +62,32 @@ def test_lab_image_file_names_the_recipe():
     text = customize.lab_image_text("0123456789abcdef", "bookworm")
     assert "LAB_IMAGE_RECIPE=0123456789abcdef\n" in text
     assert "LAB_IMAGE_SUITE=bookworm\n" in text
+
+
+def test_ssh_starts_without_the_extra_config_check_run():
+    dropin = customize.ssh_service_dropin()
+    service = dropin[dropin.index("[Service]") :].splitlines()
+    assert "ExecStartPre=" in service  # an empty assignment clears Debian's `sshd -t`
+
+
+def test_journal_stays_in_memory():
+    files = files_by_path()
+    assert "Storage=volatile" in files["etc/systemd/journald.conf.d/10-lab.conf"].text.splitlines()
+
+
+def test_cpu_feature_modules_are_blacklisted_not_removed():
+    text = files_by_path()["etc/modprobe.d/lab-blacklist.conf"].text
+    blacklisted = {line.split()[1] for line in text.splitlines() if line.startswith("blacklist ")}
+    assert {"kvm", "kvm_amd", "kvm_intel"} <= blacklisted
+
+
+def test_needs_update_stamp_carries_the_usr_timestamp():
+    assert customize.needs_update_stamp(1700000000123456789) == "TIMESTAMP_NSEC=1700000000123456789\n"
+    assert set(customize.NEEDS_UPDATE_STAMPS) == {"etc/.updated", "var/.updated"}
+
+
+
+def test_vms_load_their_virtio_drivers_without_udev_coldplug():
+    text = files_by_path()["etc/modules-load.d/lab-virtio.conf"].text
+    modules = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert modules == ["virtio_pci", "virtio_net", "virtio_rng", "button"]  # pci first: it makes the others' devices

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import shlex
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -23,7 +24,7 @@ def spec(name="node-1", address="10.77.0.11", key=KEY, **kw) -> HostSpec:
     return HostSpec(name=name, address=address, network=NET, cpus=2, memory_mb=384, public_key=key, **kw)
 
 
-def params(virt_type="qemu", cmdline=None) -> lv.DomainParams:
+def params(virt_type="qemu", cmdline=None, overlay="/lab/vms/node-1.qcow2") -> lv.DomainParams:
     return lv.DomainParams(
         lab_name="demo",
         host_name="node-1",
@@ -31,9 +32,8 @@ def params(virt_type="qemu", cmdline=None) -> lv.DomainParams:
         cpus=2,
         memory_mb=384,
         kernel=Path("/img/vmlinuz"),
-        initrd=Path("/img/initrd.img"),
         cmdline=cmdline or lv.kernel_cmdline(spec()),
-        overlay=Path("/lab/vms/node-1.qcow2"),
+        overlay=Path(overlay),
         console_log=Path("/lab/logs/node-1.console.log"),
         network_name=lv.network_name("demo"),
         mac=lv.mac_address("demo", "node-1"),
@@ -46,8 +46,15 @@ def test_cmdline_carries_hostname_static_address_and_quoted_key():
     assert "systemd.hostname=node-1" in words
     assert "ip=10.77.0.11::10.77.0.1:255.255.255.0::eth0:off" in words
     assert f"systemd.set_credential=ssh.authorized_keys.root:{KEY}" in words
-    assert {"root=/dev/vda", "rw", "console=ttyS0", "net.ifnames=0"} <= set(words)
+    assert {"console=ttyS0", "net.ifnames=0"} <= set(words)
     assert f'"systemd.set_credential=ssh.authorized_keys.root:{KEY}"' in cmdline
+
+
+def test_cmdline_mounts_the_nvme_root_without_an_initrd():
+    words = shlex.split(lv.kernel_cmdline(spec()))
+    # the kernel itself mounts root: it must wait for the (asynchronously probed) drive
+    assert {"root=/dev/nvme0n1", "rootfstype=ext4", "rootwait", "rw"} <= set(words)
+    assert not any(w.startswith(("rd.", "initrd")) for w in words)
 
 
 def test_cmdline_netmask_follows_the_lab_network():
@@ -83,23 +90,73 @@ def test_kvm_domain_has_no_tcg_section():
     assert root.find("features/tcg") is None
 
 
+QEMU_NS = "{http://libvirt.org/schemas/domain/qemu/1.0}"
+
+
+def qemu_args(root) -> list[str]:
+    return [a.get("value") for a in root.iter(f"{QEMU_NS}arg")]
+
+
 def test_domain_boots_kernel_directly_from_the_overlay_with_logged_console():
     root = ET.fromstring(lv.render_domain_xml(params()))
     assert root.findtext("os/kernel") == "/img/vmlinuz"
-    assert root.findtext("os/initrd") == "/img/initrd.img"
+    assert root.find("os/initrd") is None  # the root drive is NVMe, built into the kernel
     assert root.find("os/type").get("machine") == "q35"
     assert root.findtext("memory") == "384" and root.find("memory").get("unit") == "MiB"
     assert root.findtext("vcpu") == "2"
-    disk = root.find("devices/disk")
-    assert disk.find("source").get("file") == "/lab/vms/node-1.qcow2"
-    assert disk.find("driver").get("type") == "qcow2"
-    assert disk.find("target").get("bus") == "virtio"
+    assert root.find("devices/disk") is None  # libvirt 9 has no NVMe bus: qemu args carry it
+    args = qemu_args(root)
+    assert args[0] == "-drive" and args[2] == "-device" and len(args) == 4
+    drive = dict(opt.split("=", 1) for opt in args[1].split(","))
+    assert drive == {
+        "file": "/lab/vms/node-1.qcow2", "format": "qcow2", "if": "none", "id": "labroot",
+        "discard": "unmap",
+    }  # fmt: skip
+    # JSON, so qemu adds it after libvirt's devices instead of taking their PCI slot
+    assert json.loads(args[3]) == {"driver": "nvme", "drive": "labroot", "serial": "labroot"}
     nic = root.find("devices/interface")
     assert nic.get("type") == "network" and nic.find("source").get("network") == "labctl-demo"
     assert nic.find("model").get("type") == "virtio"
     assert root.find("devices/serial/log").get("file") == "/lab/logs/node-1.console.log"
     assert root.find("devices/rng").get("model") == "virtio"
     assert root.find("devices/memballoon").get("model") == "none"
+
+
+def test_domain_has_no_usb_controller():
+    # libvirt adds a USB (xhci) controller unless told not to; nothing in a lab uses it
+    root = ET.fromstring(lv.render_domain_xml(params()))
+    usb = [c for c in root.findall("devices/controller") if c.get("type") == "usb"]
+    assert [c.get("model") for c in usb] == ["none"]
+
+
+def test_cmdline_spares_tcg_guests_costly_kernel_work():
+    words = shlex.split(lv.kernel_cmdline(spec()))
+    assert {"mitigations=off", "cryptomgr.notests", "no_timer_check", "tsc=reliable"} <= set(words)
+
+
+def test_root_drive_path_commas_are_doubled_for_qemu():
+    root = ET.fromstring(lv.render_domain_xml(params(overlay="/labs/a,b/vms/n.qcow2")))
+    assert qemu_args(root)[1].startswith("file=/labs/a,,b/vms/n.qcow2,format=qcow2,")
+
+
+def test_root_drive_path_with_a_line_break_is_refused():
+    with pytest.raises(LabError, match="line break"):
+        lv.render_domain_xml(params(overlay="/labs/a\nb/n.qcow2"))
+
+
+CAPS = """<capabilities><host>
+  <secmodel><model>none</model><doi>0</doi></secmodel>
+  <secmodel><model>dac</model><doi>0</doi>
+    <baselabel type='kvm'>+64055:+107</baselabel>
+    <baselabel type='qemu'>+64055:+64055</baselabel>
+  </secmodel>
+</host></capabilities>"""
+
+
+def test_qemu_user_comes_from_the_dac_base_label_of_the_virt_type():
+    assert lv.dac_owner(CAPS, "qemu") == (64055, 64055)
+    assert lv.dac_owner(CAPS, "kvm") == (64055, 107)
+    assert lv.dac_owner("<capabilities><host/></capabilities>", "qemu") is None
 
 
 def test_cmdline_survives_xml_escaping_intact():

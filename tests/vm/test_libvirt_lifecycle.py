@@ -78,6 +78,12 @@ def test_two_vm_lab_up_ssh_down_leaves_nothing(vm_lab):
     out = lab.labctl("ssh", "--lab", lab.name, "vm-w1", "--", "hostname; ip -4 -br addr show eth0")
     assert out.stdout.splitlines()[0] == "vm-w1"
     assert records["vm-w1"]["address"] in out.stdout
+    # the trimmed boot (no initrd, no udev coldplug, masked units) must not leave
+    # failed units behind: systemd says "running", not "degraded"
+    state = lab.labctl("ssh", "--lab", lab.name, "vm-cp", "--",
+                       "systemctl is-system-running --wait; systemctl --failed --no-legend --plain",
+                       check=False)
+    assert state.stdout.splitlines()[0] == "running", state.stdout
     peer = records["vm-cp"]["address"]
     lab.labctl("ssh", "--lab", lab.name, "vm-w1", "--", f"ping -c1 -W5 {peer} >/dev/null || (exec 3<>/dev/tcp/{peer}/22)")
 
