@@ -141,14 +141,14 @@ def test_show_json_has_ansible_shape_and_labctl_view(capsys):
     assert data["etcd"] == {"children": ["control_plane"]}
     assert data["workers"] == {"hosts": ["worker-1", "worker-2"]}
     assert data["_meta"]["hostvars"]["cp-1"] == {
-        "lab_provider": "nspawn", "lab_network": "10.123.1.0/24", "x": "1",
+        "lab_provider": "nspawn", "lab_network": "10.123.1.0/24", "memory_mb": 1024, "x": "1",
     }
     view = data["labctl"]
     assert (view["lab_name"], view["provider"], view["network"], view["topology"]) == (
         "default", "nspawn", "10.123.1.0/24", "stacked",
     )
     assert set(view["addresses"]) == {"cp-1", "worker-1", "worker-2"}
-    assert view["resources"]["worker-1"] == {"cpus": 1, "memory_mb": 512}
+    assert view["resources"]["worker-1"] == {"cpus": 1, "memory_mb": 768}  # the workers group's vars
 
 
 def test_defaults_lists_every_documented_var(capsys):
