@@ -71,10 +71,10 @@ async def pod_startup(inv, count: int, timeout: float) -> dict:
         posted: dict[str, float] = {}
 
         async def watch() -> None:
-            async for _type, obj in kube.watch("pods", NAMESPACE, resource_version=rv,
-                                               timeout_seconds=int(timeout)):
-                if obj.get("kind") != "Pod":
-                    continue  # a bookmark
+            async for kind, obj in kube.watch("pods", NAMESPACE, resource_version=rv,
+                                              timeout_seconds=int(timeout)):
+                if kind not in ("ADDED", "MODIFIED"):
+                    continue  # bookmarks, deletions
                 name = obj["metadata"]["name"]
                 if (obj.get("status") or {}).get("phase") == "Running" and name not in running:
                     running[name] = time.monotonic()
