@@ -47,3 +47,8 @@ def read_only_controllers(mountinfo: str) -> list[str]:
         if "ro" in fields[5].split(","):
             found.append(fields[4])
     return found
+
+
+def unified_only(root: Path = CGROUP_ROOT) -> bool:
+    """cgroup v2 alone (VMs): the v2 root has cgroup.controllers at /sys/fs/cgroup."""
+    return (root / "cgroup.controllers").exists()

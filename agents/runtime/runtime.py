@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
-from agents.runtime import netns, procs, rootfs, spec
+from agents.runtime import cgroups, netns, procs, rootfs, spec
 from agents.runtime.images import ImageStore, canonical_ref
 from agents.runtime.model import (
     ContainerConfig,
@@ -241,7 +241,8 @@ class Runtime:
             "cgroups_path": f"{self.cgroup_parent}/{cid}", "pid": 0, "started_at": 0.0,
         }  # fmt: skip
         try:
-            oci = spec.oci_spec(config, image.config, files, record["cgroups_path"])
+            oci = spec.oci_spec(config, image.config, files, record["cgroups_path"],
+                                cgroup_namespace=cgroups.unified_only())
             write_json(bundle / "config.json", oci)
             record["rootfs_mode"] = rootfs.prepare(Path(image.rootfs), cdir, bundle / "rootfs")
             write_json(cdir / CONTAINER_FILE, record)

@@ -133,8 +133,11 @@ def oci_spec(
     sandbox: SandboxFiles,
     cgroups_path: str,
     rootfs: str = "rootfs",
+    cgroup_namespace: bool = False,
 ) -> dict:
-    """The complete ``config.json`` for runc (pure)."""
+    """The complete ``config.json`` for runc (pure). ``cgroup_namespace``: on a cgroup v2
+    host the container gets its own cgroup namespace, so its /sys/fs/cgroup is its own
+    cgroup (with its cpu.max, memory.max) instead of the node's root."""
     caps = list(DEFAULT_CAPABILITIES)
     mounts = base_mounts(host_network=sandbox.netns_path == "")
     mounts += [
@@ -148,6 +151,8 @@ def oci_spec(
     namespaces: list[dict] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if sandbox.netns_path:
         namespaces.append({"type": "network", "path": sandbox.netns_path})
+    if cgroup_namespace:
+        namespaces.append({"type": "cgroup"})
     resources: dict = {"devices": [{"allow": False, "access": "rwm"}]}
     if cpu := cpu_resources(config.cpu_millis):
         resources["cpu"] = cpu

@@ -123,3 +123,19 @@ def test_resolv_conf_and_hosts_files():
     assert resolv_conf([], [], []) == ""
     assert "10.244.1.5\tweb-1\n" in hosts_file("web-1", "10.244.1.5")
     assert "web-1" not in hosts_file("web-1", "")
+
+
+def test_a_cgroup_v2_node_gives_the_container_its_own_cgroup_namespace():
+    config = ContainerConfig(name="c", image="lab/python")
+    without = oci_spec(config, IMAGE, SANDBOX, "lab/c1")
+    with_ns = oci_spec(config, IMAGE, SANDBOX, "lab/c1", cgroup_namespace=True)
+    assert {"type": "cgroup"} not in without["linux"]["namespaces"]
+    assert {"type": "cgroup"} in with_ns["linux"]["namespaces"]
+
+
+def test_unified_only_is_read_from_the_cgroup_root(tmp_path):
+    from agents.runtime import cgroups
+
+    assert not cgroups.unified_only(tmp_path)
+    (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
+    assert cgroups.unified_only(tmp_path)
