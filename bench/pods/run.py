@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from labctl import lifecycle  # noqa: E402
+from labctl.errors import LabError  # noqa: E402
 from labctl.inventory import load_inventory  # noqa: E402
 from labctl.state import images_dir  # noqa: E402
 
@@ -134,6 +135,9 @@ def scenario(provider: str, pods: int) -> dict:
             result["target_up_verified_s"] = target
             result["meets_up_target"] = bool(up.verified) and result["up_verified_s"] <= target
             result["pod_startup"] = asyncio.run(pod_startup(inv, pods, 300.0))
+        except LabError as exc:  # a failed up/verify is a result too: keep the others
+            result["error"] = str(exc)
+            result["failed_after_s"] = round(time.monotonic() - t0, 3)
         finally:
             t0 = time.monotonic()
             lifecycle.down(lab, progress=None)
