@@ -37,7 +37,11 @@ def apply(farm, tmp_path, wheelhouse: Path):
     out = io.StringIO()
     with ConnectionPool({h.name: (h.address, h.port) for h in farm.hosts},
                         key_path=farm.key_path, known_hosts=farm.known_hosts) as pool:
-        result = deploy(inv, pool, ROOT / "site.yml", DeployOptions(out=out))
+        # the shipped site's common play alone: the farm's hosts are in no group, and the
+        # site's other plays on `all` (pod network, API server balancer) need a cluster
+        site = tmp_path / "site.yml"
+        site.write_text("- name: common setup of every host\n  hosts: all\n  roles: [common]\n")
+        result = deploy(inv, pool, site, DeployOptions(out=out, roles_path=(ROOT / "roles",)))
         checks = {h.name: pool.get(h.name).run(
             "/opt/lab/venv/bin/python -c 'import agents, grpc, aiohttp, yaml, google.protobuf, "
             "cryptography; import agents._engine_marker as m; print(m.VALUE)'")

@@ -120,7 +120,7 @@ def test_apiserver_role_deploys_verifies_serves_kubectl_and_is_idempotent(apiser
               if r["role"] in ("etcd", "apiserver") and r["outcome"] != "passed"]
     assert not failed, json.dumps(failed, indent=2)
     checks = {r["check"].rpartition("::")[2] for r in report["results"] if r["role"] == "apiserver"}
-    assert {"test_unit_is_running_and_enabled", "test_secure_port_listens_on_the_host_address",
+    assert {"test_unit_is_running_and_enabled", "test_secure_port_listens_on_the_host_address_and_loopback",
             "test_readyz_answers_ok_over_https_verified_with_the_lab_ca",
             "test_admin_lists_the_system_namespaces",
             "test_anonymous_request_for_a_resource_is_refused",
