@@ -101,8 +101,9 @@ class Lab:
             )
         return result
 
-    def up(self, *extra: str) -> dict:
-        return json.loads(self.labctl("up", "-i", str(self.inventory), "--json", *extra).stdout)
+    def up(self, *extra: str, timeout: float = 600) -> dict:
+        return json.loads(self.labctl("up", "-i", str(self.inventory), "--json", *extra,
+                                      timeout=timeout).stdout)
 
     @property
     def root(self) -> Path:
