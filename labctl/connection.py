@@ -34,6 +34,7 @@ from labctl.sshkeys import KnownHosts, fingerprint, host_alias
 
 # OpenSSH's default MaxSessions is 10 channels per connection; one is kept for SFTP.
 DEFAULT_MAX_SESSIONS = 10
+OPEN_RETRIES = 5  # a refused channel open is retried with back-off (20 ms .. 640 ms)
 _READ_CHUNK = 65536
 # Stdin bigger than this is fed from a thread, so a command that talks back while it
 # reads cannot deadlock us against a full window.
@@ -450,15 +451,24 @@ class Connection:
 
     def _open_channel(self) -> paramiko.Channel:
         """A session channel; the caller holds a session slot."""
-        for attempt in (1, 2):
+        relogged = False
+        refused = 0
+        while True:
             transport = self._ensure_transport()
             try:
                 return transport.open_session(timeout=self.connect_timeout)
             except (paramiko.SSHException, OSError, EOFError) as exc:
-                if transport.is_active() or attempt == 2:
+                if transport.is_active():
+                    # sshd refuses a session while it still counts ones we already closed
+                    # (MaxSessions): a busy host frees them within milliseconds
+                    refused += 1
+                    if isinstance(exc, paramiko.SSHException) and refused <= OPEN_RETRIES:
+                        time.sleep(0.02 * 2 ** refused)
+                        continue
                     raise self._lost(exc) from exc
-                # the link died since it was last used (host rebooted): log in again once
-        raise AssertionError("unreachable")
+                if relogged:
+                    raise self._lost(exc) from exc
+                relogged = True  # the link died since it was last used (host rebooted): log in again once
 
     def run(
         self,
