@@ -26,7 +26,7 @@ import os
 import threading
 
 from .addresses import bridge_mac, gateway_of, host_interface_name, parse_pod_cidr
-from .errors import PodNetError
+from .errors import CommandError, PodNetError
 from .ipam import IpamStore
 from .iproute import Commands
 from .isolation import parse_rules, pod_rules
@@ -149,10 +149,11 @@ class BridgeNetwork:
 
     def _paired(self, host: str, pod: Commands) -> bool:
         """Is the pod's eth0 the other end of our (existing) host veth?"""
-        if not pod.link_exists(POD_INTERFACE):
+        try:
+            h = self.cmd.ip_json("link", "show", "dev", host)[0]
+            p = pod.ip_json("link", "show", "dev", POD_INTERFACE)[0]
+        except CommandError:  # either end is missing (or vanishing with an old netns)
             return False
-        h = self.cmd.ip_json("link", "show", "dev", host)[0]
-        p = pod.ip_json("link", "show", "dev", POD_INTERFACE)[0]
         return h.get("link_index") == p.get("ifindex") and p.get("link_index") == h.get(
             "ifindex")
 
@@ -172,10 +173,8 @@ class BridgeNetwork:
                             if addr != wanted]
         else:
             # Whatever is there is left from an earlier attempt or an earlier netns.
-            if self.cmd.link_exists(host):
-                self.cmd.ip("link", "del", "dev", host)
-            if pod.link_exists(POD_INTERFACE):
-                pod.ip("link", "del", "dev", POD_INTERFACE)
+            self.cmd.delete_link(host)
+            pod.delete_link(POD_INTERFACE)
             self.cmd.ip("link", "add", host, "master", self.bridge, "up", "type", "veth",
                         "peer", "name", POD_INTERFACE, "netns", netns_path)
         pod.ip_batch(pod_side)
@@ -183,10 +182,10 @@ class BridgeNetwork:
     def _disconnect(self, sandbox_id: str) -> None:
         """Delete the host end of the veth (the kernel deletes the pod end with it)."""
         host = host_interface_name(sandbox_id)
-        if self.cmd.link_exists(host):
-            self.cmd.run("ip", "link", "del", "dev", host, check=False)
-            if self.cmd.link_exists(host):
-                raise PodNetError(f"sandbox {sandbox_id}: could not delete {host}")
+        try:
+            self.cmd.delete_link(host)
+        except CommandError as exc:
+            raise PodNetError(f"sandbox {sandbox_id}: could not delete {host}: {exc}") from exc
 
     def teardown(self, sandbox_id: str, netns_path: str | None = None) -> None:
         """Disconnect the sandbox and free its IP; fine to call again, or after the netns

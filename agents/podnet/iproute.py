@@ -53,6 +53,14 @@ class Commands:
     def link_exists(self, name: str) -> bool:
         return self.run("ip", "link", "show", "dev", name, check=False).returncode == 0
 
+    def delete_link(self, name: str) -> None:
+        """Delete a link if it is there. A veth whose peer's namespace was just deleted
+        vanishes on its own, asynchronously, so "Cannot find device" is success."""
+        proc = self.run("ip", "link", "del", "dev", name, check=False)
+        if proc.returncode != 0 and self.link_exists(name):
+            raise CommandError(self.argv(["ip", "link", "del", "dev", name]),
+                               proc.returncode, proc.stderr)
+
     def sysctl(self, name: str, value: str) -> None:
         self.run("sysctl", "-q", "-w", f"{name}={value}")
 

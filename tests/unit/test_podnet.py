@@ -19,7 +19,7 @@ from agents.podnet.addresses import (
     parse_pod_cidr,
     pod_addresses,
 )
-from agents.podnet.errors import PodNetError
+from agents.podnet.errors import CommandError, PodNetError
 from agents.podnet.ipam import IpamState, IpamStore, allocate, release
 from agents.podnet.iproute import Commands, netns_path
 from agents.podnet.isolation import parse_rules, pod_rules
@@ -320,6 +320,49 @@ def test_commands_in_another_netns_go_through_nsenter():
     assert Commands("/proc/42/ns/net").argv(["ip", "link"]) == [
         "nsenter", "--net=/proc/42/ns/net", "--", "ip", "link"]
     assert Commands().argv(["ip", "link"]) == ["ip", "link"]
+
+
+class _LinkTable(Commands):
+    """Commands over a fake link table: `ip link del` of a name that `vanishing` lists
+    fails because the kernel removed it meanwhile (a veth whose peer netns just went)."""
+
+    def __init__(self, links: set[str], vanishing: set[str] = frozenset(),
+                 stuck: set[str] = frozenset()):
+        super().__init__()
+        self.links, self.vanishing, self.stuck = links, set(vanishing), set(stuck)
+
+    def run(self, *args, check=True, input=None):
+        import subprocess
+        name, rc = args[-1], 0
+        if args[:3] == ("ip", "link", "del"):
+            if name in self.vanishing:
+                self.links.discard(name)
+                rc = 1
+            elif name in self.stuck:
+                rc = 2
+            elif name in self.links:
+                self.links.discard(name)
+            else:
+                rc = 1
+        elif args[:3] == ("ip", "link", "show"):
+            rc = 0 if name in self.links else 1
+        if check and rc:
+            raise CommandError(list(args), rc, "Cannot find device")
+        return subprocess.CompletedProcess(list(args), rc, "", "" if rc == 0 else "err")
+
+
+def test_delete_link_treats_a_link_that_vanished_meanwhile_as_deleted():
+    cmd = _LinkTable({"vp1", "vp2"}, vanishing={"vp1"})
+    cmd.delete_link("vp1")
+    cmd.delete_link("vp2")
+    cmd.delete_link("vp3")  # never there
+    assert cmd.links == set()
+
+
+def test_delete_link_reports_a_link_that_is_still_there():
+    cmd = _LinkTable({"vp1"}, stuck={"vp1"})
+    with pytest.raises(CommandError, match="vp1"):
+        cmd.delete_link("vp1")
 
 
 def test_daemon_flags():
