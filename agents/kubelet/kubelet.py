@@ -307,7 +307,8 @@ class Kubelet:
     # ---------------------------------------------------------------- pod sync
 
     async def observe_pod(self, uid: str) -> Observed:
-        sandboxes = [s for s in await self.rt("list_pod_sandboxes") if sandbox_uid(s) == uid]
+        sandboxes = [s for s in await self.rt("list_pod_sandboxes", uid)
+                     if sandbox_uid(s) == uid]
         containers = []
         for s in sandboxes:  # only this pod's containers: each one is a file to read
             containers += await self.rt("list_containers", s.id)

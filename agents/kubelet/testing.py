@@ -173,9 +173,9 @@ class FakeRuntime:
                 raise FakeRuntimeError(f"no sandbox {sid}")
             return self.sandboxes[sid]
 
-    def list_pod_sandboxes(self) -> list[SandboxStatus]:
+    def list_pod_sandboxes(self, uid: str | None = None) -> list[SandboxStatus]:
         with self._lock:
-            return list(self.sandboxes.values())
+            return [s for s in self.sandboxes.values() if uid is None or s.uid == uid]
 
     def stop_pod_sandbox(self, sid: str) -> None:
         with self._lock:

@@ -41,6 +41,8 @@ _node_lock = threading.Lock()
 
 
 class BridgeNetwork:
+    brings_up_loopback = True  # setup() sets `lo` up in the pod's netns (the runtime need not)
+
     def __init__(self, pod_cidr: str, bridge: str = "lab-pods",
                  state_dir: str = "/var/lib/lab/podnet", commands: Commands | None = None,
                  unreachable: list[str] = (), block_default_gateway: bool = True):
@@ -138,7 +140,8 @@ class BridgeNetwork:
         try:
             if not (self._bridge_checked and self._bridge_looks_ready()):
                 self.ensure_bridge()
-            self._connect(sandbox_id, netns_path, ip)
+            if not (new and self._connect_fresh(sandbox_id, netns_path, ip)):
+                self._connect(sandbox_id, netns_path, ip)
         except BaseException:
             if new:  # leave nothing behind for a sandbox that never got its network
                 self._disconnect(sandbox_id)
@@ -157,14 +160,34 @@ class BridgeNetwork:
         return h.get("link_index") == p.get("ifindex") and p.get("link_index") == h.get(
             "ifindex")
 
+    def _pod_side(self, ip: str) -> list[list[str]]:
+        """The `ip` commands that configure the pod's end (and its loopback)."""
+        return [["addr", "replace", f"{ip}/{self.net.prefixlen}", "dev", POD_INTERFACE],
+                ["link", "set", "dev", "lo", "up"],
+                ["link", "set", "dev", POD_INTERFACE, "up"],
+                ["route", "replace", "default", "via", self.gateway, "dev", POD_INTERFACE]]
+
+    def _add_veth(self, host: str, netns_path: str) -> None:
+        self.cmd.ip("link", "add", host, "master", self.bridge, "up", "type", "veth",
+                    "peer", "name", POD_INTERFACE, "netns", netns_path)
+
+    def _connect_fresh(self, sandbox_id: str, netns_path: str, ip: str) -> bool:
+        """The common case, a new sandbox in a new netns: two programs (the veth, then
+        one `ip -batch` inside the netns) instead of looking first at what is there.
+        False when the veth cannot be added as is (an end is left from an earlier
+        attempt): `_connect` then converges what is there."""
+        try:
+            self._add_veth(host_interface_name(sandbox_id), netns_path)
+        except CommandError:
+            return False
+        self.cmd.other(netns_path).ip_batch(self._pod_side(ip))
+        return True
+
     def _connect(self, sandbox_id: str, netns_path: str, ip: str) -> None:
         host = host_interface_name(sandbox_id)
         pod = self.cmd.other(netns_path)
         wanted = f"{ip}/{self.net.prefixlen}"
-        pod_side = [["addr", "replace", wanted, "dev", POD_INTERFACE],
-                    ["link", "set", "dev", "lo", "up"],
-                    ["link", "set", "dev", POD_INTERFACE, "up"],
-                    ["route", "replace", "default", "via", self.gateway, "dev", POD_INTERFACE]]
+        pod_side = self._pod_side(ip)
         if self.cmd.link_exists(host) and self._paired(host, pod):
             # Set up before (a retry, or a restarted runtime): converge what is there.
             self.cmd.ip("link", "set", "dev", host, "master", self.bridge, "up")
@@ -175,8 +198,7 @@ class BridgeNetwork:
             # Whatever is there is left from an earlier attempt or an earlier netns.
             self.cmd.delete_link(host)
             pod.delete_link(POD_INTERFACE)
-            self.cmd.ip("link", "add", host, "master", self.bridge, "up", "type", "veth",
-                        "peer", "name", POD_INTERFACE, "netns", netns_path)
+            self._add_veth(host, netns_path)
         pod.ip_batch(pod_side)
 
     def _disconnect(self, sandbox_id: str) -> None:

@@ -10,10 +10,8 @@
 See docs/images.md for the image store and worker-design for the whole interface.
 """
 
-import importlib
-
-# Imported on first use (PEP 562): the per-container shim is `python -m
-# agents.runtime.shim`, which runs this file first and must start fast.
+# Imported on first use (PEP 562): the per-container shim imports agents.runtime.shim,
+# which runs this file first and must start fast (not even `importlib`: __import__).
 _EXPORTS = {
     "ContainerConfig": "model", "ContainerStatus": "model", "DnsConfig": "model",
     "ExecTimeout": "model", "ImageConfig": "model", "ImageInfo": "model", "Mount": "model",
@@ -28,4 +26,4 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'agents.runtime' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"agents.runtime.{_EXPORTS[name]}"), name)
+    return getattr(__import__(f"agents.runtime.{_EXPORTS[name]}", fromlist=[name]), name)

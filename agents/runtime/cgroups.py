@@ -4,13 +4,16 @@ runc's ``cgroupsPath`` is relative to each hierarchy's mount: cgroup v2 (unified
 ``/sys/fs/cgroup/<path>/memory.events``; v1 (hybrid hosts like the build machine and
 nspawn hosts on it) ``/sys/fs/cgroup/memory/<path>/memory.oom_control``. Both carry an
 ``oom_kill N`` line (kernel >= 4.13).
+
+The shim imports this module on every container start: ``os`` only (``pathlib`` costs
+milliseconds of imports).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 def oom_kill_count_from(text: str) -> int:
@@ -22,15 +25,24 @@ def oom_kill_count_from(text: str) -> int:
     return 0
 
 
-def memory_files(cgroups_path: str, root: Path = CGROUP_ROOT) -> list[Path]:
+def memory_file_paths(cgroups_path: str, root: str | os.PathLike = CGROUP_ROOT) -> list[str]:
     relative = cgroups_path.lstrip("/")
-    return [root / relative / "memory.events", root / "memory" / relative / "memory.oom_control"]
+    return [os.path.join(root, relative, "memory.events"),
+            os.path.join(root, "memory", relative, "memory.oom_control")]
 
 
-def oom_kill_count(cgroups_path: str, root: Path = CGROUP_ROOT) -> int:
-    for path in memory_files(cgroups_path, root):
+def memory_files(cgroups_path: str, root: str | os.PathLike = CGROUP_ROOT) -> list:
+    """``memory_file_paths`` as ``pathlib.Path`` objects."""
+    from pathlib import Path
+
+    return [Path(p) for p in memory_file_paths(cgroups_path, root)]
+
+
+def oom_kill_count(cgroups_path: str, root: str | os.PathLike = CGROUP_ROOT) -> int:
+    for path in memory_file_paths(cgroups_path, root):
         try:
-            return oom_kill_count_from(path.read_text())
+            with open(path) as f:
+                return oom_kill_count_from(f.read())
         except OSError:
             continue
     return 0
@@ -49,6 +61,6 @@ def read_only_controllers(mountinfo: str) -> list[str]:
     return found
 
 
-def unified_only(root: Path = CGROUP_ROOT) -> bool:
+def unified_only(root: str | os.PathLike = CGROUP_ROOT) -> bool:
     """cgroup v2 alone (VMs): the v2 root has cgroup.controllers at /sys/fs/cgroup."""
-    return (root / "cgroup.controllers").exists()
+    return os.path.exists(os.path.join(root, "cgroup.controllers"))

@@ -5,13 +5,13 @@
 ``F`` marks the end of a line of the container's output, ``P`` a partial piece (a line
 longer than ``MAX_LINE`` is split into P pieces and a final F one; output that ends
 without a newline is written as F when the stream closes). Pure formatting and
-splitting here; the shim owns the file.
+splitting here; the shim owns the file. The shim imports this module on every container
+start: only ``time`` (no datetime, no typing).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import NamedTuple
+import time
 
 MAX_LINE = 16 * 1024
 STREAMS = ("stdout", "stderr")
@@ -19,7 +19,7 @@ STREAMS = ("stdout", "stderr")
 
 def rfc3339_nano(epoch_ns: int) -> str:
     seconds, nanos = divmod(epoch_ns, 1_000_000_000)
-    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     return f"{stamp}.{nanos:09d}Z"
 
 
@@ -30,11 +30,18 @@ def format_line(epoch_ns: int, stream: str, content: bytes, partial: bool) -> by
     return rfc3339_nano(epoch_ns).encode() + b" " + stream.encode() + b" " + tag + b" " + content + b"\n"
 
 
-class LogEntry(NamedTuple):
-    timestamp: str
-    stream: str
-    partial: bool
-    content: bytes
+class LogEntry(tuple):
+    """(timestamp, stream, partial, content), with those names as attributes."""
+
+    __slots__ = ()
+
+    def __new__(cls, timestamp: str, stream: str, partial: bool, content: bytes):
+        return super().__new__(cls, (timestamp, stream, partial, content))
+
+    timestamp = property(lambda self: self[0])
+    stream = property(lambda self: self[1])
+    partial = property(lambda self: self[2])
+    content = property(lambda self: self[3])
 
 
 def parse_line(line: bytes) -> LogEntry:

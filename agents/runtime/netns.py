@@ -24,10 +24,14 @@ def _ip(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True)
 
 
-def create(name: str) -> str:
+def create(name: str, loopback_up: bool = True) -> str:
+    """``loopback_up`` False: the caller's network plugin brings ``lo`` up (one program
+    less per pod)."""
     added = _ip("netns", "add", name)
     if added.returncode != 0:
         raise RuntimeError_(f"cannot create network namespace {name}: {added.stderr.strip()}")
+    if not loopback_up:
+        return netns_path(name)
     up = _ip("-n", name, "link", "set", "lo", "up")
     if up.returncode != 0:
         delete(name)

@@ -45,6 +45,7 @@ SHIM_READY_SECONDS = 30.0
 KILL_WAIT_SECONDS = 10.0
 POLL_SECONDS = 0.02
 AGENTS_PARENT = str(Path(__file__).resolve().parents[2])  # so the shim imports `agents`
+SHIM_ENTRY = "from agents.runtime.shim import main; main()"
 
 
 class NetworkPlugin(Protocol):
@@ -80,6 +81,11 @@ class Runtime:
         self.cgroup_parent = cgroup_parent.rstrip("/")
         for d in (self.root / "sandboxes", self.root / "containers", self.runc_root):
             d.mkdir(parents=True, exist_ok=True)
+        # Facts that never change once a record exists, so that listing one pod's sandbox
+        # or one sandbox's containers skips the others' files (the kubelet lists them on
+        # every sync: reading every record made each pod's start O(pods on the node)).
+        self._uid_of: dict[str, str] = {}      # sandbox id → its pod's uid
+        self._sandbox_of: dict[str, str] = {}  # container id → its sandbox id
 
     # --- paths and records ---------------------------------------------------------
 
@@ -140,7 +146,9 @@ class Runtime:
             (sdir / "resolv.conf").write_text(self._resolv_conf(config))
             if not config.host_network:
                 record["netns_name"] = netns.netns_name(sid)
-                record["netns_path"] = netns.create(record["netns_name"])
+                plugin_does_lo = bool(getattr(self.network, "brings_up_loopback", False))
+                record["netns_path"] = netns.create(record["netns_name"],
+                                                    loopback_up=not plugin_does_lo)
                 write_json(sdir / SANDBOX_FILE, record)
                 if self.network is not None:
                     record["ip"] = self.network.setup(sid, record["netns_path"]) or ""
@@ -180,13 +188,22 @@ class Runtime:
             hostname=r.get("hostname", ""),
         )  # fmt: skip
 
-    def list_pod_sandboxes(self) -> list[SandboxStatus]:
+    def list_pod_sandboxes(self, uid: str | None = None) -> list[SandboxStatus]:
+        """Every sandbox, or only those of the pod with this ``uid``."""
         found = []
         for sdir in sorted((self.root / "sandboxes").iterdir()):
+            sid = sdir.name
+            if uid is not None and self._uid_of.get(sid, uid) != uid:
+                continue  # another pod's (known without reading its record)
             try:
-                found.append(self.pod_sandbox_status(sdir.name))
+                status = self.pod_sandbox_status(sid)
             except NotFound:
                 continue  # being created or removed
+            self._uid_of[sid] = status.metadata.uid
+            if uid is None or status.metadata.uid == uid:
+                found.append(status)
+        if uid is None:  # forget sandboxes removed meanwhile (e.g. by another Runtime)
+            self._uid_of = {s.id: s.metadata.uid for s in found}
         return found
 
     def stop_pod_sandbox(self, sid: str) -> None:
@@ -210,6 +227,7 @@ class Runtime:
         for status in self.list_containers(sandbox_id=sid):
             self.remove_container(status.id)
         shutil.rmtree(self._sandbox_dir(sid), ignore_errors=True)
+        self._uid_of.pop(sid, None)
 
     # --- containers ------------------------------------------------------------------
 
@@ -261,7 +279,8 @@ class Runtime:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (AGENTS_PARENT, env.get("PYTHONPATH")) if p)
         cmd = [
-            sys.executable, "-S", "-m", "agents.runtime.shim",  # -S: stdlib only, starts faster
+            # -S: no site module; -c, not -m (runpy): the shim's start is on every pod's path
+            sys.executable, "-S", "-c", SHIM_ENTRY,
             "--runc", self.runc, "--runc-root", str(self.runc_root), "--id", cid,
             "--bundle", str(bundle), "--log-path", record["log_path"],
             "--exit-file", str(self._container_dir(cid) / EXIT_FILE),
@@ -307,12 +326,18 @@ class Runtime:
     def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
         found = []
         for cdir in sorted((self.root / "containers").iterdir()):
+            cid = cdir.name
+            if sandbox_id is not None and self._sandbox_of.get(cid, sandbox_id) != sandbox_id:
+                continue  # another sandbox's (known without reading its records)
             try:
-                status = self.container_status(cdir.name)
+                status = self.container_status(cid)
             except NotFound:
                 continue  # being created or removed
+            self._sandbox_of[cid] = status.sandbox_id
             if sandbox_id is None or status.sandbox_id == sandbox_id:
                 found.append(status)
+        if sandbox_id is None:  # forget containers removed meanwhile
+            self._sandbox_of = {c.id: c.sandbox_id for c in found}
         return found
 
     def _wait_exited(self, cid: str, timeout: float) -> bool:
@@ -352,6 +377,7 @@ class Runtime:
         cdir = self._container_dir(cid)
         rootfs.release(cdir / "bundle" / "rootfs")
         shutil.rmtree(cdir, ignore_errors=True)
+        self._sandbox_of.pop(cid, None)
 
     # --- exec ------------------------------------------------------------------------
 

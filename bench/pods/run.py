@@ -8,6 +8,11 @@ throwaway LABCTL_HOME whose images/ links to the shared image cache.
 
     .venv/bin/python -m bench.pods.run [--providers nspawn,libvirt] [--pods 50] [--out bench/results/pods.json]
 
+`--reuse NAME --lab-network CIDR` times the pods on a default lab that is already up
+(`labctl up -i inventory/default.yml -e lab_name=NAME -e lab_network=CIDR`) and leaves
+it up: back-to-back runs on the same lab, e.g. before/after a change to the agents
+(redeploy with `labctl deploy` in between).
+
 Anchors: Kubernetes' pod startup SLO is p99 <= 5 s (no image pull); kind creates a
 single-node cluster in ~12-17 s. Targets: p99 <= 2 s; default lab up and verified
 <= 60 s on nspawn, <= 4 min on TCG VMs.
@@ -149,26 +154,55 @@ def scenario(provider: str, pods: int) -> dict:
         return result
 
 
+def reuse_scenario(lab: str, network: str, pods: int) -> dict:
+    """Pod startup only, on the existing default lab ``lab`` (not brought up nor down)."""
+    inv = load_inventory(ROOT / "inventory" / "default.yml",
+                         {"lab_name": lab, "lab_network": network})
+    assert not inv.errors(), inv.errors()
+    result: dict = {"provider": inv.hosts[next(iter(inv.hosts))].vars.get("lab_provider"),
+                    "hosts": len(inv.hosts), "reused_lab": lab}
+    try:
+        result["pod_startup"] = asyncio.run(pod_startup(inv, pods, 300.0))
+    except LabError as exc:
+        result["error"] = str(exc)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--providers", default="nspawn,libvirt")
     parser.add_argument("--pods", type=int, default=50)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pods.json")
+    parser.add_argument("--reuse", metavar="NAME",
+                        help="time the pods on this already-up default lab; leave it up")
+    parser.add_argument("--lab-network", metavar="CIDR",
+                        help="the reused lab's lab_network (as given to labctl up)")
     args = parser.parse_args(argv)
+    if args.reuse and not args.lab_network:
+        parser.error("--reuse NAME needs --lab-network CIDR (the lab's lab_network)")
     if os.geteuid() != 0:
         print("bench/pods needs root", file=sys.stderr)
         return 2
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     runs = []
-    for provider in [p for p in args.providers.split(",") if p]:
-        print(f"== default lab on {provider}", file=sys.stderr)
-        run = scenario(provider, args.pods)
+    providers = [] if args.reuse else [p for p in args.providers.split(",") if p]
+    for provider in providers or [None]:
+        if provider is None:
+            print(f"== reused lab {args.reuse}", file=sys.stderr)
+            run = reuse_scenario(args.reuse, args.lab_network, args.pods)
+        else:
+            print(f"== default lab on {provider}", file=sys.stderr)
+            run = scenario(provider, args.pods)
         runs.append(run)
         pod = run.get("pod_startup") or {}
-        print(f"   up+verified {run.get('up_verified_s')}s (target {run.get('target_up_verified_s')}), "
-              f"pods {pod.get('running')}/{pod.get('pods')} running, p50 {pod.get('p50_s')}s "
-              f"p99 {pod.get('p99_s')}s", file=sys.stderr)
+        up = "" if provider is None else (f"up+verified {run.get('up_verified_s')}s (target "
+                                           f"{run.get('target_up_verified_s')}), ")
+        print(f"   {up}pods {pod.get('running')}/{pod.get('pods')} running, p50 {pod.get('p50_s')}s "
+              f"p99 {pod.get('p99_s')}s{' ' + run['error'] if run.get('error') else ''}",
+              file=sys.stderr)
     report = {"benchmark": "pods", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": {"cpus": os.cpu_count(),
+                          "load_avg_1_5_15_at_start": load_at_start,
                           "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
                           "kernel": platform.release()},
               "targets": TARGETS, "runs": runs}
