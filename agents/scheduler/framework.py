@@ -71,9 +71,13 @@ def fit_error_message(total_nodes: int, unfit: dict[str, Unfit],
             f"{_histogram(preemption)}.")
 
 
-def pick(scores: dict[str, int]) -> str:
-    """The best-scored node; ties go to the smallest name."""
-    return min(scores, key=lambda name: (-scores[name], name))
+def pick(scores: dict[str, int], pod_counts: dict[str, int] | None = None) -> str:
+    """The best-scored node. Ties go to the node with the fewest pods, then the smallest
+    name: kube-scheduler picks at random among tied nodes, which spreads a burst; this
+    spreads it too but stays reproducible. (Integer scores tie often: once request-less
+    pods fill a node's CPU on paper, LeastAllocated no longer tells nodes apart.)"""
+    counts = pod_counts or {}
+    return min(scores, key=lambda name: (-scores[name], counts.get(name, 0), name))
 
 
 def schedule(pod: dict | PodInfo, nodes: list[NodeInfo], filters=DEFAULT_FILTERS, *,
@@ -109,4 +113,5 @@ def schedule(pod: dict | PodInfo, nodes: list[NodeInfo], filters=DEFAULT_FILTERS
     if len(feasible) == 1:
         return Result(feasible[0].name, unfit=unfit, next_start=next_start)
     scores = score_nodes(info, feasible)
-    return Result(pick(scores), unfit=unfit, scores=scores, next_start=next_start)
+    counts = {node.name: node.pod_count for node in feasible}
+    return Result(pick(scores, counts), unfit=unfit, scores=scores, next_start=next_start)

@@ -78,8 +78,10 @@ def test_prefers_the_least_loaded_node():
     assert result.scores["b"] > result.scores["a"]
 
 
-def test_ties_go_to_the_smallest_node_name():
+def test_ties_go_to_the_node_with_fewest_pods_then_the_smallest_name():
     assert pick({"n2": 10, "n1": 10, "n0": 5}) == "n1"
+    assert pick({"n2": 10, "n1": 10, "n0": 5}, {"n1": 4, "n2": 3, "n0": 0}) == "n2"
+    assert pick({"n2": 10, "n1": 10}, {"n1": 3, "n2": 3}) == "n1"
     nodes = node_infos([node("z"), node("m"), node("a")], [])
     assert schedule(pod("p", cpu="1"), nodes).node == "a"
 
@@ -143,3 +145,13 @@ def test_sampling_still_reports_every_node_when_none_fits():
     result = schedule(pod("p", cpu="2"), infos, sample=True, start=17)
     assert result.node is None and len(result.unfit) == 300
     assert result.message.startswith("0/300 nodes are available: 300 Insufficient cpu.")
+
+
+def test_a_burst_of_request_less_pods_splits_evenly_once_scores_saturate():
+    # 2 CPUs per node: after 20 default-request (100m) pods each, CPU scores are 0 on both
+    infos = node_infos([node("w1", cpu="2", memory="64Gi"), node("w2", cpu="2", memory="64Gi")], [])
+    by_name = {i.name: i for i in infos}
+    for i in range(50):
+        p = pod(f"p{i}")
+        by_name[schedule(p, infos).node].add_pod(p)
+    assert (by_name["w1"].pod_count, by_name["w2"].pod_count) == (25, 25)
