@@ -21,8 +21,11 @@ role's verify/ directory is honoured; none above the roles' directory, no ini fi
 
 Layout: ``discovery`` (which roles the site applies where, which have suites),
 ``backend`` (testinfra over the pooled connections), ``labview`` (the ``lab`` and
-``hostvars`` fixtures' data), ``plugin`` (the pytest plugin), ``results`` (outcomes,
-text and JSON), ``runner`` (``verify()``).
+``hostvars`` fixtures' data), ``plugin`` (the pytest plugin), ``parallel`` (checks of
+different hosts and roles at once, in forked processes, reported in order), ``relay``
+(their commands, run over this process's connections), ``checks`` (helpers the suites
+share), ``smoke``/``cluster`` (the cluster smoke test, alongside the suites),
+``results`` (outcomes, text and JSON), ``runner`` (``verify()``).
 """
 
 from labctl.verify.backend import LabBackend, testinfra_host

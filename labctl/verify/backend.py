@@ -91,6 +91,15 @@ class PooledHosts:
                 list(executor.map(login, names))
         return {n: self.unreachable[n] for n in names if n in self.unreachable}
 
+    def relayed(self, relay: Any) -> PooledHosts:
+        """The same hosts for a forked check process: commands go through ``relay``
+        (labctl.verify.relay) to this process's connections; unreachable hosts stay so."""
+        from labctl.verify.relay import RelayPool
+
+        hosts = PooledHosts(RelayPool(relay), **self._backend_options)
+        hosts.unreachable = dict(self.unreachable)
+        return hosts
+
     def __call__(self, name: str) -> Host:
         if name in self.unreachable:
             raise HostUnreachableError(self.unreachable[name])

@@ -100,6 +100,20 @@ class VerifyPlugin:
         self._pending: dict[str, int] = {run.role: 0 for run in runs}
         self._reported: set[str] = set()
         self._verify_dirs = [(run.suite.verify_dir, run) for run in runs]
+        self._forward: Callable[[Any], None] | None = None
+
+    # -- running in a forked check process (labctl.verify.parallel) ----------------
+
+    def group_of(self, item: pytest.Item) -> tuple[str, str]:
+        """(role, host) of a collected check: the checks that run in one process."""
+        role, host, _ = self._items.get(item.nodeid, (UNKNOWN_ROLE, NO_HOST, ""))
+        return role, host
+
+    def in_check_process(self, hosts: HostFactory, forward: Callable[[Any], None]) -> None:
+        """Checks now use ``hosts``; their reports, and each finished check's nodeid,
+        go to ``forward`` (the parent replays them) instead of becoming results here."""
+        self._hosts = hosts
+        self._forward = forward
 
     # -- which role a file belongs to ---------------------------------------------
 
@@ -180,6 +194,9 @@ class VerifyPlugin:
         ))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self._forward is not None:
+            self._forward(report)
+            return
         state = self._outcomes.setdefault(report.nodeid, _Outcome())
         state.seconds += report.duration
         if report.when == "call":
@@ -199,6 +216,9 @@ class VerifyPlugin:
             state.fail(SKIPPED, self._skip_reason(report), "", "")
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        if self._forward is not None:
+            self._forward(nodeid)
+            return
         role, host, check = self._items.get(nodeid, (UNKNOWN_ROLE, NO_HOST, nodeid))
         state = self._outcomes.pop(nodeid, _Outcome())
         self.results.append(CheckResult(

@@ -4,9 +4,13 @@
     result = verify(inventory, pool, "site.yml", VerifyOptions(limit="workers"))
     result.ok, result.results
 
-All suites run in one in-process pytest session (one session start, not one per role)
-with our plugin providing ``host``/``hostvars``/``lab``; checks run over ``pool``'s
-connections, so after a deploy no host is logged in to again. The session is walled
+All suites run in one pytest session (one session start, not one per role) with our
+plugin providing ``host``/``hostvars``/``lab``; after collection the checks of each
+role on each host run in a forked process of their own, several at once
+(``VerifyOptions.workers``, labctl.verify.parallel), and are reported in collection
+order as if run one after another. Every command still runs here over ``pool``'s
+connections, so after a deploy no host is logged in to again. The cluster smoke test
+starts alongside the suites and stops hosts only after them. The session is walled
 off from whatever project it sits in: no ini file (``-c /dev/null``), no conftest.py
 above the roles (``--confcutdir``), no cache, no testinfra plugin, no PYTEST_ADDOPTS,
 and the check modules are forgotten afterwards.
@@ -28,9 +32,10 @@ import pytest
 
 from labctl.errors import LabError
 from labctl.verify.backend import DEFAULT_COMMAND_TIMEOUT, PooledHosts
-from labctl.verify.cluster import KUBELET_ROLE
+from labctl.verify.cluster import KUBELET_ROLE, SmokeAlongside
 from labctl.verify.discovery import SUITE_DIR, SUITE_GLOB, SuiteRun, discover, plan_runs
 from labctl.verify.labview import RoleVars, lab_view
+from labctl.verify.parallel import ParallelChecks
 from labctl.verify.plugin import VerifyPlugin
 from labctl.verify.results import CheckResult, VerifyResult, format_role, format_summary
 from labctl.verify.smoke import ROLE as CLUSTER_ROLE
@@ -51,6 +56,11 @@ class VerifyOptions:
     out: TextIO | None = None  # default: sys.stdout at call time
     command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT  # per command a check runs
     parallel_logins: int = 16
+    # Groups of checks (a role's on one host) run at once, each in a forked process
+    # whose commands use this process's connections (labctl.verify.parallel); 1 runs
+    # every check here, one after another. Output and results are the same either way.
+    # None: default_workers(the lab's provider).
+    workers: int | None = None
     # The cluster smoke test (labctl.verify.smoke) after the roles' suites: None runs it
     # when the site applies the kubelet role and no filter (limit/roles/-k) is given.
     smoke: bool | None = None
@@ -73,7 +83,10 @@ def pytest_args(runs: list[SuiteRun], keyword: str | None = None) -> list[str]:
     ]
     if keyword:
         args += ["-k", keyword]
-    args += [str(test) for run in runs for test in run.suite.tests]
+    # resolved like the roles' directories (rootdir): a check module reached through a
+    # symlinked roles/ must get a node id under the rootdir, or same-named checks of two
+    # roles would share one
+    args += [str(Path(test).resolve()) for run in runs for test in run.suite.tests]
     return args
 
 
@@ -105,6 +118,13 @@ def _loaded_from(module: Any, roots: list[Path]) -> bool:
                for path in paths)
 
 
+def default_workers(provider: str) -> int:
+    """Concurrent check groups for a lab. On libvirt (TCG VMs, where every Python start
+    takes seconds) concurrent checks on one VM time out each other's TLS handshakes, so
+    checks run one after another there, and the smoke test after the suites."""
+    return 1 if provider == "libvirt" else 8
+
+
 def wants_smoke(options: VerifyOptions, applied_roles: list[str]) -> bool:
     """Whether the cluster smoke test runs after the roles' suites (pure)."""
     if options.smoke is not None:
@@ -113,7 +133,8 @@ def wants_smoke(options: VerifyOptions, applied_roles: list[str]) -> bool:
     return KUBELET_ROLE in applied_roles and not filtered
 
 
-def _smoke(inventory: Any, pool: Any, options: VerifyOptions) -> list[CheckResult]:
+def _smoke(inventory: Any, pool: Any, options: VerifyOptions,
+           before_disrupting: Callable[[], None]) -> list[CheckResult]:
     from labctl import hostpower
     from labctl.verify.cluster import run_cluster_smoke
     from labctl.verify.smoke import SmokeOptions
@@ -121,7 +142,8 @@ def _smoke(inventory: Any, pool: Any, options: VerifyOptions) -> list[CheckResul
     stop, start = options.host_power or (
         lambda host: hostpower.stop_hosts(inventory.lab_name, [host], progress=None),
         lambda host: hostpower.start_hosts(inventory.lab_name, [host], progress=None))
-    return run_cluster_smoke(inventory, pool, SmokeOptions(disrupt=options.disrupt), stop, start)
+    return run_cluster_smoke(inventory, pool, SmokeOptions(disrupt=options.disrupt), stop, start,
+                             before_disrupting)
 
 
 def verify(inventory: Any, pool: Any, site_path: Path | str,
@@ -161,18 +183,36 @@ def verify(inventory: Any, pool: Any, site_path: Path | str,
 
     plugin = VerifyPlugin(runs, hosts, lab_view(inventory), variables, role_done,
                           relative_to=Path(site_path).resolve().parent)
+    # The smoke test runs alongside the suites (from when their checks start); it stops
+    # hosts only after them.
+    smoke = (SmokeAlongside(lambda before_disrupting: _smoke(inventory, pool, options,
+                                                            before_disrupting))
+             if wants_smoke(options, found.applied) and not result.unreachable else None)
+    workers = options.workers if options.workers is not None else default_workers(
+        getattr(inventory, "provider", ""))
+    # alongside the suites only when they run concurrently: a sequential run is the slow
+    # (VM) case, where the smoke test's load would slow every check down further
+    parallel = ParallelChecks(
+        plugin.group_of,
+        lambda relay, forward: plugin.in_check_process(hosts.relayed(relay), forward),
+        pool, workers, on_running=smoke.start if smoke and workers > 1 else lambda: None)
     roots = [run.suite.path for run in runs]
-    with walled_off(roots):
-        code = pytest.main(pytest_args(runs, options.keyword), plugins=[plugin])
-    if code == pytest.ExitCode.INTERRUPTED:
-        raise KeyboardInterrupt
-    if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
-        hint = f" (is -k {options.keyword!r} a valid expression?)" if options.keyword else ""
-        raise LabError(f"pytest could not run the verify suites (exit code {int(code)}){hint}; "
-                       "see the messages above")
+    try:
+        with walled_off(roots):
+            code = pytest.main(pytest_args(runs, options.keyword), plugins=[plugin, parallel])
+        if code == pytest.ExitCode.INTERRUPTED:
+            raise KeyboardInterrupt
+        if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
+            hint = f" (is -k {options.keyword!r} a valid expression?)" if options.keyword else ""
+            raise LabError(f"pytest could not run the verify suites (exit code {int(code)}){hint}; "
+                           "see the messages above")
+    except BaseException:
+        if smoke is not None:
+            smoke.abandon()
+        raise
     result.results = plugin.results
-    if wants_smoke(options, found.applied) and not result.unreachable:
-        result.results += _smoke(inventory, pool, options)
+    if smoke is not None:
+        result.results += smoke.finish()
         result.roles.append(CLUSTER_ROLE)
         role_done(CLUSTER_ROLE, [r for r in result.results if r.role == CLUSTER_ROLE])
     result.seconds = time.monotonic() - started

@@ -161,3 +161,126 @@ def test_unready_nodes_stop_the_run_with_a_clear_message():
     results = run(cluster, [])
     assert [r.check for r in results] == ["smoke::nodes-ready"]
     assert results[0].outcome == FAILED and "not Ready: w2" in results[0].message
+
+
+def test_app_pods_leave_a_dead_node_soon_after_it_is_tainted():
+    spec = smoke.deployment()["spec"]["template"]["spec"]
+    tolerated = {(t["key"], t["effect"]): t["tolerationSeconds"] for t in spec["tolerations"]}
+    assert tolerated == {("node.kubernetes.io/not-ready", "NoExecute"): smoke.EVICT_AFTER_SECONDS,
+                         ("node.kubernetes.io/unreachable", "NoExecute"): smoke.EVICT_AFTER_SECONDS}
+    assert all(t["operator"] == "Exists" for t in spec["tolerations"])
+
+
+def test_fetches_from_every_worker_and_the_dns_pod_run_at_once_and_report_in_order():
+    import threading
+
+    cluster = SimulatedCluster(["w1", "w2"])
+    both_waiting = threading.Barrier(2, timeout=2)  # breaks (fails the fetch) unless concurrent
+
+    def run_on(host, command):
+        both_waiting.wait()
+        return 0, "200"
+
+    ctx = smoke.SmokeContext(kube=cluster, workers=cluster.workers, control_planes=["cp1"],
+                             run_on=run_on, stop_host=cluster.stop, start_host=cluster.start,
+                             options=smoke.SmokeOptions(disrupt=False, timeout=1, interval=0.01))
+    results = asyncio.run(smoke.Smoke(ctx).run())
+    names = [(r.check.removeprefix("smoke::"), r.host, r.outcome) for r in results]
+    assert names[3:6] == [("cluster-ip-from-node", "w1", PASSED), ("cluster-ip-from-node", "w2", PASSED),
+                          ("service-by-dns-from-pod", "-", PASSED)]
+
+
+def test_pods_are_watched_for_while_the_worker_is_still_stopping():
+    import threading
+    import time
+
+    cluster = SimulatedCluster(["w1", "w2"])
+    lists, watched_meanwhile = [], []
+    real_list = cluster.list
+
+    async def counting_list(*args, **kw):
+        lists.append(1)
+        return await real_list(*args, **kw)
+
+    cluster.list = counting_list
+    stop = cluster.stop
+
+    def slow_stop(host):  # the pods move at once, the host takes a while to go down
+        stop(host)
+        seen, deadline = len(lists), time.monotonic() + 2
+        while len(lists) <= seen and time.monotonic() < deadline:
+            threading.Event().wait(0.005)
+        watched_meanwhile.append(len(lists) > seen)
+
+    cluster.stop = slow_stop
+    got = outcomes(run(cluster, []))
+    assert got["worker-stopped-pods-recreated"] == PASSED
+    assert watched_meanwhile == [True] and cluster.down == set()
+
+
+def test_a_failing_stop_fails_the_step_and_starts_nothing():
+    cluster, started, stopped = SimulatedCluster(["w1", "w2"]), [], []
+
+    def broken_stop(host):
+        stopped.append(host)
+        raise RuntimeError(f"{host} would not stop")
+
+    cluster.stop, cluster.start = broken_stop, started.append
+    results = run(cluster, [])
+    [step] = [r for r in results if r.check == "smoke::worker-stopped-pods-recreated"]
+    assert step.outcome == FAILED
+    [host] = stopped
+    assert step.message == f"stopping {host} failed: RuntimeError: {host} would not stop"
+    assert started == []
+
+
+def test_hosts_are_stopped_only_once_the_gate_opens_and_never_without_disruption():
+    events = []
+    cluster = SimulatedCluster(["w1", "w2"])
+    stop = cluster.stop
+    cluster.stop = lambda h: (events.append("stop"), stop(h))
+
+    def gate():
+        events.append("gate")
+
+    ctx = smoke.SmokeContext(kube=cluster, workers=cluster.workers, control_planes=["cp1"],
+                             run_on=lambda h, c: (0, "200"), stop_host=cluster.stop,
+                             start_host=cluster.start, before_disrupting=gate,
+                             options=smoke.SmokeOptions(timeout=1, interval=0.01))
+    asyncio.run(smoke.Smoke(ctx).run())
+    assert events == ["gate", "stop"]
+    events.clear()
+    ctx.options = smoke.SmokeOptions(disrupt=False, timeout=1, interval=0.01)
+    asyncio.run(smoke.Smoke(ctx).run())
+    assert events == []
+
+
+def test_smoke_alongside_waits_at_the_gate_until_finish_and_abandon_stops_it_there():
+    import threading
+
+    from labctl.verify.cluster import SmokeAlongside, VerifyAbandoned
+
+    at_gate, passed = threading.Event(), []
+
+    def run(before_disrupting):
+        at_gate.set()
+        before_disrupting()
+        passed.append(True)
+        return ["result"]
+
+    alongside = SmokeAlongside(run)
+    alongside.start()
+    assert at_gate.wait(2)
+    assert not alongside._may_disrupt.is_set() and passed == []  # still held at the gate
+    assert alongside.finish() == ["result"] and passed == [True]
+
+    at_gate.clear()
+    abandoned = SmokeAlongside(run)
+    abandoned.start()
+    assert at_gate.wait(2)
+    abandoned.abandon()
+    with pytest.raises(VerifyAbandoned):
+        abandoned.finish()
+
+    never_started = SmokeAlongside(lambda gate: ["ran at finish"])
+    assert never_started.finish() == ["ran at finish"]  # finish starts it if need be

@@ -4,27 +4,51 @@ Requests run on each control-plane host through the role's probe tool (the image
 no curl or kubectl): ``lab-apiserver-probe.py`` run by the venv's python, verifying
 the serving certificate against the lab CA, as kubernetes-admin (the admin client
 certificate the role leaves on control planes) or anonymously. Paths and ports come
-from ``hostvars``.
+from ``hostvars``. The checks' GETs are all made in one run of the venv's python (the
+tool's main() once per request), read once per host.
 """
 
 
 
 from labctl.verify.checks import (
+    ToolReadings,
+    assert_readable_only_by_root,
     assert_service_running_and_enabled,
     assert_unit_restarts_on_failure,
-    run_json,
 )
 
 
-def probe(host, hostvars, path, *, admin=False, server=None):
-    """GET ``path`` on this host's API server (or ``server``): (exit code, parsed answer)."""
+def probe_argv(hostvars, path, *, admin=False, server=None):
     pki = hostvars["apiserver_pki_dir"]
-    argv = [hostvars["apiserver_python"], hostvars["apiserver_probe_tool"],
-            "--server", server or hostvars["apiserver_url"], "--cacert", f"{pki}/ca.crt"]
+    argv = ["--server", server or hostvars["apiserver_url"], "--cacert", f"{pki}/ca.crt"]
     if admin:
         argv += ["--cert", f"{pki}/admin.crt", "--key", f"{pki}/admin.key"]
-    argv.append(path)
-    return run_json(host, argv)
+    return [*argv, path]
+
+
+def every_probe(hostvars, lab):
+    """The GETs the checks below make (all read-only): one run of the venv's python."""
+    default = "/api/v1/namespaces/default"
+    return [probe_argv(hostvars, "/readyz"),
+            probe_argv(hostvars, "/api/v1/namespaces", admin=True),
+            probe_argv(hostvars, "/api/v1/namespaces/kube-system/secrets"),
+            probe_argv(hostvars, default, admin=True),
+            *(probe_argv(hostvars, default, admin=True, server=other_url(hostvars, lab, other))
+              for other in lab.group("control_plane"))]
+
+
+def other_url(hostvars, lab, other):
+    return f"https://{lab.address(other)}:{hostvars['apiserver_secure_port']}"
+
+
+_readings = ToolReadings()
+
+
+def probe(host, hostvars, lab, path, *, admin=False, server=None):
+    """GET ``path`` on this host's API server (or ``server``): (exit code, parsed answer)."""
+    return _readings.answer(host, hostvars["apiserver_python"], hostvars["apiserver_probe_tool"],
+                            probe_argv(hostvars, path, admin=admin, server=server),
+                            every_probe(hostvars, lab))
 
 
 def test_unit_is_running_and_enabled(host, hostvars):
@@ -36,11 +60,10 @@ def test_unit_restarts_on_failure(host, hostvars):
 
 
 def test_private_keys_are_readable_only_by_root(host, hostvars):
-    for name in ("apiserver.key", "apiserver-etcd-client.key", "apiserver-kubelet-client.key",
-                 "admin.key"):
-        key = host.file(f"{hostvars['apiserver_pki_dir']}/{name}")
-        assert key.is_file, f"{key.path} is missing"
-        assert key.mode == 0o600, f"{key.path} has mode {key.mode:o}, not 600"
+    assert_readable_only_by_root(host, [
+        f"{hostvars['apiserver_pki_dir']}/{name}"
+        for name in ("apiserver.key", "apiserver-etcd-client.key", "apiserver-kubelet-client.key",
+                     "admin.key")])
 
 
 def listening_tcp(host):
@@ -65,33 +88,33 @@ def test_secure_port_listens_on_the_host_address_and_loopback(host, hostvars):
     assert wanted & listening, f"not listening on {sorted(wanted)} (listening: {sorted(listening)})"
 
 
-def test_readyz_answers_ok_over_https_verified_with_the_lab_ca(host, hostvars):
-    rc, answer = probe(host, hostvars, "/readyz")
+def test_readyz_answers_ok_over_https_verified_with_the_lab_ca(host, hostvars, lab):
+    rc, answer = probe(host, hostvars, lab, "/readyz")
     assert rc == 0, f"/readyz on {hostvars['apiserver_url']}: {answer}"
 
 
-def test_admin_lists_the_system_namespaces(host, hostvars):
-    rc, answer = probe(host, hostvars, "/api/v1/namespaces", admin=True)
+def test_admin_lists_the_system_namespaces(host, hostvars, lab):
+    rc, answer = probe(host, hostvars, lab, "/api/v1/namespaces", admin=True)
     assert rc == 0, f"listing namespaces as kubernetes-admin failed: {answer}"
     names = {item["metadata"]["name"] for item in answer["body"].get("items", [])}
     missing = {"default", "kube-system"} - names
     assert not missing, f"namespaces {sorted(missing)} are missing (listed: {sorted(names)})"
 
 
-def test_anonymous_request_for_a_resource_is_refused(host, hostvars):
-    rc, answer = probe(host, hostvars, "/api/v1/namespaces/kube-system/secrets")
+def test_anonymous_request_for_a_resource_is_refused(host, hostvars, lab):
+    rc, answer = probe(host, hostvars, lab, "/api/v1/namespaces/kube-system/secrets")
     assert answer.get("status") in (401, 403), (
         f"an anonymous GET of secrets answered {answer.get('status')}, not 401/403: {answer}")
 
 
 def test_every_api_server_shares_the_same_store(host, hostvars, lab):
     """The ``default`` namespace is one object in etcd: every API server shows the same uid."""
-    rc, answer = probe(host, hostvars, "/api/v1/namespaces/default", admin=True)
+    rc, answer = probe(host, hostvars, lab, "/api/v1/namespaces/default", admin=True)
     assert rc == 0, f"GET namespace default failed: {answer}"
     uid = answer["body"]["metadata"]["uid"]
     for other in lab.group("control_plane"):
-        url = f"https://{lab.address(other)}:{hostvars['apiserver_secure_port']}"
-        rc, seen = probe(host, hostvars, "/api/v1/namespaces/default", admin=True, server=url)
+        url = other_url(hostvars, lab, other)
+        rc, seen = probe(host, hostvars, lab, "/api/v1/namespaces/default", admin=True, server=url)
         assert rc == 0, f"GET namespace default on {other} ({url}) failed: {seen}"
         assert seen["body"]["metadata"]["uid"] == uid, (
             f"{other} shows namespace default with uid {seen['body']['metadata']['uid']}, "

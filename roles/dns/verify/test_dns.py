@@ -4,14 +4,17 @@ as dns_service_cidr),
 refuses other names, and is listed in the kube-dns Service's Endpoints.
 
 Queries run on the host with the agents' own query tool (the image has no dig):
-`python -m agents.dns.query`, which prints the answer as JSON.
+`agents.dns.query`, which prints the answer as JSON; every query the checks need is
+asked in one run of the venv's python (its main() once per query), read once per host.
 """
 
 import ipaddress
+import json
 
 from labctl.verify.checks import (
     assert_service_running_and_enabled,
     assert_unit_restarts_on_failure,
+    once_per_host,
     run_json,
 )
 
@@ -33,12 +36,49 @@ except Exception as exc:
 """
 
 
+# argv: a JSON list of [query tool argv, ...]; prints [[exit code, its JSON output], ...]
+QUERIES = r"""
+import contextlib, io, json, sys
+from agents.dns.query import main
+answers = []
+for argv in json.loads(sys.argv[1]):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(argv)
+    try:
+        answers.append([rc, json.loads(out.getvalue())])
+    except ValueError:
+        answers.append([rc, {"error": f"no JSON: {out.getvalue()!r}"}])
+print(json.dumps(answers))
+"""
+
+
+def asked(hostvars):
+    """Every (name, type, tcp) the checks ask this host's server."""
+    domain = hostvars["dns_domain"]
+    return [(f"kubernetes.default.svc.{domain}", "A", False),
+            (f"kubernetes.default.svc.{domain}", "A", True),
+            (f"no-such-service.default.svc.{domain}", "A", False),
+            ("example.org", "A", False)]
+
+
+_answers: dict[str, dict] = {}
+
+
+def answers(host, hostvars):
+    """{(name, type, tcp): (exit code, answer)} for every query of asked(), one run per host."""
+    def read():
+        server = ["--server", hostvars["dns_listen_address"], "--port", str(hostvars["dns_port"])]
+        argvs = [server + (["--tcp"] if tcp else []) + [name, rdtype]
+                 for name, rdtype, tcp in asked(hostvars)]
+        rc, got = run_json(host, [hostvars["dns_python"], "-c", QUERIES, json.dumps(argvs)])
+        assert rc == 0 and isinstance(got, list), f"running the query tool failed: {got}"
+        return dict(zip(asked(hostvars), [tuple(a) for a in got], strict=True))
+    return once_per_host(_answers, host, read)
+
+
 def query(host, hostvars, name, rdtype="A", tcp=False):
-    argv = [hostvars["dns_python"], "-m", "agents.dns.query", "--server",
-            hostvars["dns_listen_address"], "--port", str(hostvars["dns_port"]), name, rdtype]
-    if tcp:
-        argv.insert(3, "--tcp")
-    rc, answer = run_json(host, argv)
+    rc, answer = answers(host, hostvars)[(name, rdtype, tcp)]
     assert rc == 0, f"no answer from {hostvars['dns_listen_address']}: {answer}"
     return answer
 

@@ -3,15 +3,17 @@
 Checks run on each etcd host through the role's client tool (the image has no
 etcdctl): ``lab-etcdctl.py`` run by the venv's python over TLS with the health-check
 client certificate. Paths and ports come from ``hostvars``; the expected members from
-the inventory (``lab``).
+the inventory (``lab``). The read-only calls (health, members, status) are made in one
+run of the venv's python (the tool's main() once per call), read once per host.
 """
 
 import uuid
 
 from labctl.verify.checks import (
+    ToolReadings,
     assert_service_running_and_enabled,
     assert_unit_restarts_on_failure,
-    run_json,
+    tool_runs,
 )
 
 
@@ -23,13 +25,21 @@ def client_url(lab, hostvars, name):
     return f"https://{lab.address(name)}:{hostvars['etcd_client_port']}"
 
 
-def client(host, hostvars, command, *args, endpoints=None):
-    """Run the client tool on ``host``; (exit code, parsed JSON output)."""
-    argv = [hostvars["etcd_python"], hostvars["etcd_client_tool"]]
-    if endpoints:
-        argv += ["--endpoints", ",".join(endpoints)]
-    argv += [command, *args]
-    return run_json(host, argv)
+def tool_argv(command, *args, endpoints=None):
+    return (["--endpoints", ",".join(endpoints)] if endpoints else []) + [command, *args]
+
+
+_readings = ToolReadings()
+
+
+def client(host, hostvars, lab, command, *args, endpoints=None):
+    """The client tool's answer on ``host``: (exit code, parsed JSON output). The
+    read-only calls of the checks below are made in one run of the venv's python."""
+    every_member = [client_url(lab, hostvars, name) for name in etcd_hosts(lab)]
+    together = [tool_argv("health"), tool_argv("members"),
+                tool_argv("status", endpoints=every_member)]
+    return _readings.answer(host, hostvars["etcd_python"], hostvars["etcd_client_tool"],
+                            tool_argv(command, *args, endpoints=endpoints), together)
 
 
 def test_unit_is_running_and_enabled(host, hostvars):
@@ -80,13 +90,13 @@ def test_client_peer_and_metrics_ports_listen(host, hostvars, lab):
     assert not closed, f"not listening on {', '.join(closed)} (listening: {sorted(listening)})"
 
 
-def test_endpoint_is_healthy(host, hostvars):
-    rc, rows = client(host, hostvars, "health")
+def test_endpoint_is_healthy(host, hostvars, lab):
+    rc, rows = client(host, hostvars, lab, "health")
     assert rc == 0 and all(r.get("health") for r in rows), f"unhealthy: {rows}"
 
 
 def test_every_member_of_the_etcd_group_is_listed(host, hostvars, lab):
-    rc, answer = client(host, hostvars, "members")
+    rc, answer = client(host, hostvars, lab, "members")
     assert rc == 0, f"member list failed: {answer}"
     members = {m["name"]: m for m in answer["members"]}
     assert sorted(members) == sorted(etcd_hosts(lab)), (
@@ -101,7 +111,7 @@ def test_every_member_of_the_etcd_group_is_listed(host, hostvars, lab):
 
 def test_exactly_one_leader_across_the_cluster(host, hostvars, lab):
     endpoints = [client_url(lab, hostvars, name) for name in etcd_hosts(lab)]
-    rc, rows = client(host, hostvars, "status", endpoints=endpoints)
+    rc, rows = client(host, hostvars, lab, "status", endpoints=endpoints)
     assert rc == 0, f"status failed on some member: {[r for r in rows if 'error' in r]}"
     leaders = [r["endpoint"] for r in rows if r["is_leader"]]
     assert len(leaders) == 1, f"{len(leaders)} members say they lead: {leaders}"
@@ -112,9 +122,13 @@ def test_exactly_one_leader_across_the_cluster(host, hostvars, lab):
 def test_put_on_this_member_is_read_back_from_every_member(host, hostvars, lab):
     key = f"/labctl-verify/{hostvars['inventory_hostname']}"
     value = uuid.uuid4().hex
-    rc, put = client(host, hostvars, "put", key, value)
-    assert rc == 0, f"put {key} failed: {put}"
     endpoints = [client_url(lab, hostvars, name) for name in etcd_hosts(lab)]
-    rc, rows = client(host, hostvars, "get", key, endpoints=endpoints)
+    # the put, then the read back from every member, in one run of the client tool
+    put_run, get_run = tool_runs(host, hostvars["etcd_python"], hostvars["etcd_client_tool"],
+                                 [tool_argv("put", key, value),
+                                  tool_argv("get", key, endpoints=endpoints)])
+    rc, put = put_run.answer()
+    assert rc == 0, f"put {key} failed: {put}"
+    rc, rows = get_run.answer()
     wrong = [r for r in rows if r.get("value") != value]
     assert rc == 0 and not wrong, f"read back of {key}={value} differs: {wrong}"

@@ -11,6 +11,7 @@ import ipaddress
 from labctl.verify.checks import (
     assert_service_running_and_enabled,
     assert_unit_restarts_on_failure,
+    once_per_host,
     run_json,
 )
 
@@ -41,11 +42,17 @@ def kubernetes_ip(hostvars) -> str:
     return str(ipaddress.ip_network(hostvars["kube_proxy_service_cidr"])[1])
 
 
+_states: dict[str, dict] = {}
+
+
 def state(host, hostvars):
-    health = f"http://{hostvars['kube_proxy_bind_address']}:{hostvars['kube_proxy_port']}/healthz"
-    _, report = run_json(host, [hostvars["kube_proxy_python"], "-c", STATE,
-                                hostvars["kube_proxy_mode"], health, kubernetes_ip(hostvars)])
-    return report
+    """The report of STATE for this host (read once, judged by several checks)."""
+    def read():
+        health = f"http://{hostvars['kube_proxy_bind_address']}:{hostvars['kube_proxy_port']}/healthz"
+        _, report = run_json(host, [hostvars["kube_proxy_python"], "-c", STATE,
+                                    hostvars["kube_proxy_mode"], health, kubernetes_ip(hostvars)])
+        return report
+    return once_per_host(_states, host, read)
 
 
 def test_unit_is_running_and_enabled(host, hostvars):

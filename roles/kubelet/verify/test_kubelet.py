@@ -11,6 +11,7 @@ import json
 from labctl.verify.checks import (
     assert_service_running_and_enabled,
     assert_unit_restarts_on_failure,
+    once_per_host,
     run_json,
 )
 
@@ -34,12 +35,18 @@ print(json.dumps(report))
 """
 
 
+_states: dict[str, dict] = {}
+
+
 def state(host, hostvars):
-    healthz = f"https://{hostvars['kubelet_node_ip']}:{hostvars['kubelet_port']}/healthz"
-    _, report = run_json(host, [hostvars["kubelet_python"], "-c", STATE,
-                                hostvars["kube_apiserver_url"], hostvars["kubelet_config_dir"],
-                                hostvars["kubelet_node_name"], healthz])
-    return report
+    """The report of STATE for this host (read once, judged by several checks)."""
+    def read():
+        healthz = f"https://{hostvars['kubelet_node_ip']}:{hostvars['kubelet_port']}/healthz"
+        _, report = run_json(host, [hostvars["kubelet_python"], "-c", STATE,
+                                    hostvars["kube_apiserver_url"], hostvars["kubelet_config_dir"],
+                                    hostvars["kubelet_node_name"], healthz])
+        return report
+    return once_per_host(_states, host, read)
 
 
 def parsed(text, what):
