@@ -25,21 +25,14 @@ def oom_kill_count_from(text: str) -> int:
     return 0
 
 
-def memory_file_paths(cgroups_path: str, root: str | os.PathLike = CGROUP_ROOT) -> list[str]:
+def memory_files(cgroups_path: str, root: str | os.PathLike = CGROUP_ROOT) -> list[str]:
     relative = cgroups_path.lstrip("/")
     return [os.path.join(root, relative, "memory.events"),
             os.path.join(root, "memory", relative, "memory.oom_control")]
 
 
-def memory_files(cgroups_path: str, root: str | os.PathLike = CGROUP_ROOT) -> list:
-    """``memory_file_paths`` as ``pathlib.Path`` objects."""
-    from pathlib import Path
-
-    return [Path(p) for p in memory_file_paths(cgroups_path, root)]
-
-
 def oom_kill_count(cgroups_path: str, root: str | os.PathLike = CGROUP_ROOT) -> int:
-    for path in memory_file_paths(cgroups_path, root):
+    for path in memory_files(cgroups_path, root):
         try:
             with open(path) as f:
                 return oom_kill_count_from(f.read())

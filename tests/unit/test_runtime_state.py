@@ -118,8 +118,8 @@ def test_oom_counters_and_read_only_controller_mounts(tmp_path):
     assert oom_kill_count_from("low 0\nhigh 0\nmax 5\noom 2\noom_kill 1\n") == 1
     assert oom_kill_count_from("") == 0
     v2, v1 = memory_files("/lab-containers/c1", tmp_path)
-    assert v2 == tmp_path / "lab-containers/c1/memory.events"
-    assert v1 == tmp_path / "memory/lab-containers/c1/memory.oom_control"
+    assert v2 == str(tmp_path / "lab-containers/c1/memory.events")
+    assert v1 == str(tmp_path / "memory/lab-containers/c1/memory.oom_control")
     mountinfo = (
         "30 25 0:26 / /sys/fs/cgroup/memory ro,nosuid,nodev,noexec,relatime - cgroup cgroup ro,memory\n"
         "35 25 0:31 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,name=systemd\n"
