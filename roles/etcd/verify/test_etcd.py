@@ -11,6 +11,7 @@ import uuid
 
 from labctl.verify.checks import (
     ToolReadings,
+    assert_readable_only_by_root,
     assert_service_running_and_enabled,
     assert_unit_restarts_on_failure,
     tool_runs,
@@ -51,10 +52,8 @@ def test_unit_restarts_on_failure(host, hostvars):
 
 
 def test_private_keys_are_readable_only_by_root(host, hostvars):
-    for name in ("server.key", "peer.key", "healthcheck-client.key"):
-        key = host.file(f"{hostvars['etcd_pki_dir']}/{name}")
-        assert key.is_file, f"{key.path} is missing"
-        assert key.mode == 0o600, f"{key.path} has mode {key.mode:o}, not 600"
+    assert_readable_only_by_root(host, [f"{hostvars['etcd_pki_dir']}/{name}" for name in (
+        "server.key", "peer.key", "healthcheck-client.key")])
 
 
 def test_data_dir_is_private(host, hostvars):

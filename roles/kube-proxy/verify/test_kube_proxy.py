@@ -9,6 +9,7 @@ the rules as nft/iptables print them, /healthz, and the connection attempt.
 import ipaddress
 
 from labctl.verify.checks import (
+    assert_readable_only_by_root,
     assert_service_running_and_enabled,
     assert_unit_restarts_on_failure,
     once_per_host,
@@ -64,8 +65,7 @@ def test_unit_restarts_on_failure(host, hostvars):
 
 
 def test_client_key_is_readable_only_by_root(host, hostvars):
-    key = host.file(f"{hostvars['kube_proxy_config_dir']}/client.key")
-    assert key.is_file and key.mode == 0o600, f"{key.path}: missing or not mode 600"
+    assert_readable_only_by_root(host, [f"{hostvars['kube_proxy_config_dir']}/client.key"])
 
 
 def test_healthz_says_the_rules_are_programmed(host, hostvars):

@@ -9,6 +9,7 @@ kubectl), authenticated with the node's own certificate from the kubelet's direc
 import json
 
 from labctl.verify.checks import (
+    assert_readable_only_by_root,
     assert_service_running_and_enabled,
     assert_unit_restarts_on_failure,
     once_per_host,
@@ -69,8 +70,7 @@ def test_unit_stops_only_the_kubelet_not_the_pods(host, hostvars):
 
 
 def test_node_key_is_readable_only_by_root(host, hostvars):
-    key = host.file(f"{hostvars['kubelet_config_dir']}/kubelet.key")
-    assert key.is_file and key.mode == 0o600, f"{key.path}: missing or not mode 600"
+    assert_readable_only_by_root(host, [f"{hostvars['kubelet_config_dir']}/kubelet.key"])
 
 
 def test_kubelet_serves_healthz_over_https(host, hostvars):

@@ -10,6 +10,7 @@ routing table, so both views are taken at one moment.
 import pytest
 
 from labctl.verify.checks import (
+    assert_readable_only_by_root,
     assert_service_running_and_enabled,
     assert_unit_restarts_on_failure,
     run_json,
@@ -65,9 +66,7 @@ def test_unit_restarts_on_failure(host, hostvars):
 
 
 def test_client_key_is_readable_only_by_root(host, hostvars):
-    key = host.file(f"{hostvars['podnet_config_dir']}/client.key")
-    assert key.is_file, f"{key.path} is missing"
-    assert key.mode == 0o600, f"{key.path} has mode {key.mode:o}, not 600"
+    assert_readable_only_by_root(host, [f"{hostvars['podnet_config_dir']}/client.key"])
 
 
 def test_ip_forwarding_is_on(host):
