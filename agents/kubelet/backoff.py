@@ -6,7 +6,8 @@ Rules (the kubelet's):
 2. A container that ran at least 2 * cap before exiting starts the count over.
 3. While waiting, the container's state is `waiting` with reason CrashLoopBackOff.
 4. An image missing from the store: the attempt says ErrImagePull; the next try waits
-   the same way and meanwhile says ImagePullBackOff.
+   the same way. ErrImagePull is shown for the first half of that wait, ImagePullBackOff
+   for the second.
 """
 
 from __future__ import annotations

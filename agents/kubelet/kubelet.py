@@ -88,8 +88,7 @@ class Kubelet:
         self.backoff = Backoff(config.backoff_initial_seconds, config.backoff_max_seconds)
         self.pods = Informer(api, "pods", field_selector=f"spec.nodeName={self.node}")
         self.queue = WorkQueue("kubelet", backoff=ExponentialBackoff(base=0.2, cap=10.0))
-        self.pods.add_handler(self._enqueue, lambda _old, new: self._enqueue(new),
-                              self._enqueue)
+        self.pods.add_handler(self._enqueue, self._on_update, self._enqueue)
         self.events = EventRecorder(api, self.node)
         self.server = KubeletServer(self)
         self.port: int | None = None
@@ -274,6 +273,10 @@ class Kubelet:
 
     def _enqueue(self, pod: dict) -> None:
         self.queue.add(meta_namespace_key(pod))
+
+    def _on_update(self, old: dict, new: dict) -> None:
+        if podconfig.needs_sync(old, new):
+            self._enqueue(new)
 
     # ---------------------------------------------------------------- relist (PLEG)
 

@@ -98,7 +98,9 @@ def _image_ok(container: dict, images: dict[str, bool], pulls: dict[str, PullSta
         return False
     plan.pull_failed.append(name)
     plan.waiting[name] = ("ErrImagePull", msg)
-    plan.wake_at(now + backoff.delay((state.failures if state else 0) + 1))
+    # Look again halfway through the wait, so that ImagePullBackOff is shown for its
+    # second half (the kubelet's own status writes do not wake it).
+    plan.wake_at(now + backoff.delay((state.failures if state else 0) + 1) / 2)
     return False
 
 

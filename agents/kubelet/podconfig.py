@@ -128,3 +128,17 @@ def termination_grace(pod: dict) -> int:
     if grace is None:
         grace = spec.get("terminationGracePeriodSeconds")
     return 30 if grace is None else max(0, int(grace))
+
+
+_BOOKKEEPING = ("resourceVersion", "managedFields")
+
+
+def needs_sync(old: dict, new: dict) -> bool:
+    """Whether an update of a pod can change what the kubelet should do: anything but
+    its status and bookkeeping. Most updates are the kubelet's own status writes coming
+    back; a sync for each would cost CPU and, like the real kubelet, the times of its
+    syncs (e.g. ImagePullBackOff) must not depend on when they echo back."""
+    def what_runs(pod: dict) -> dict:
+        meta = {k: v for k, v in (pod.get("metadata") or {}).items() if k not in _BOOKKEEPING}
+        return {**{k: v for k, v in pod.items() if k != "status"}, "metadata": meta}
+    return what_runs(old) != what_runs(new)

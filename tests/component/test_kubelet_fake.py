@@ -35,6 +35,7 @@ def wait_until(predicate, timeout=20.0, what="condition"):
         if last:
             return last
         time.sleep(0.05)
+    what = what() if callable(what) else what  # a callable describes the state at the end
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
@@ -292,7 +293,7 @@ def test_missing_image_gives_err_image_pull_then_image_pull_backoff(cluster, n1)
         c = container_state(cluster.pod("noimage"))
         seen.add(c.get("state", {}).get("waiting", {}).get("reason"))
         return {"ErrImagePull", "ImagePullBackOff"} <= seen
-    wait_until(reasons, what=f"ErrImagePull and ImagePullBackOff (seen {seen})")
+    wait_until(reasons, what=lambda: f"ErrImagePull and ImagePullBackOff (seen {seen})")
     assert cluster.pod("noimage")["status"]["phase"] == "Pending"
     runtime.add_image("lab/nothere:1")  # a user adds the image to the store
     wait_until(phase_is(cluster, "noimage", "Running"), what="running once the image is there")

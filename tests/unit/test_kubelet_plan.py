@@ -1,10 +1,13 @@
 """The kubelet's pure per-pod sync decision, back-off and status computation."""
 
+import copy
+
 import pytest
 
 from agents.kubelet.backoff import Backoff, PullState
 from agents.kubelet.observed import CState, Observed, SandboxView, observe, to_epoch
 from agents.kubelet.plan import Start, plan_pod
+from agents.kubelet.podconfig import needs_sync
 from agents.kubelet.podstatus import Readiness, phase, pod_status
 
 pytestmark = pytest.mark.unit
@@ -116,6 +119,7 @@ def test_missing_image_gives_err_image_pull_then_image_pull_backoff():
     missing = {"lab/busybox:latest": False}
     first = plan(pod(), obs(), images=missing)
     assert first.pull_failed == ["app"] and first.waiting["app"][0] == "ErrImagePull"
+    assert first.requeue_at == pytest.approx(NOW + 10 / 2)  # back-off shown from halfway
     pulls = {"app": PullState(failures=1, last_failure=NOW - 1)}
     second = plan(pod(), obs(), images=missing, pulls=pulls)
     assert second.waiting["app"][0] == "ImagePullBackOff" and not second.pull_failed
@@ -284,3 +288,18 @@ def test_replaced_sandbox_is_kept_while_its_containers_carry_the_restart_count()
 def test_dead_sandbox_is_replaced():
     p = plan(pod(), obs(exited("app", 137), ready=False))
     assert p.create_sandbox
+
+
+def test_only_changes_beyond_status_need_a_sync():
+    before = pod()
+    before["metadata"]["resourceVersion"] = "5"
+    echoed = copy.deepcopy(before)
+    echoed["metadata"]["resourceVersion"] = "6"
+    echoed["status"] = {"phase": "Running"}
+    assert not needs_sync(before, echoed)
+    deleting = copy.deepcopy(echoed)
+    deleting["metadata"]["deletionTimestamp"] = "2026-11-27T03:00:00Z"
+    assert needs_sync(echoed, deleting)
+    new_image = copy.deepcopy(echoed)
+    new_image["spec"]["containers"][0]["image"] = "lab/python:latest"
+    assert needs_sync(echoed, new_image)
