@@ -6,11 +6,14 @@ they name must be the ones the role copies."""
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from agents.controller_manager.main import parse_args
 from agents.controller_manager.nodeipam import CidrPlan
+from agents.kubelet.config import parse_config
 from labctl.inventory.defaults import DEFAULTS
 from tests.unit.role_rendering import exec_start
+from tests.unit.test_kubelet_role import LAB, rendered
 from tests.unit.test_role_scheduler import (
     HA,
     RoleView,
@@ -56,6 +59,21 @@ def test_node_lifecycle_timings_are_lab_short(tmp_path):
     assert args.node_monitor_period <= 5
     assert args.default_toleration_seconds < 300        # Kubernetes' default
     assert args.node_monitor_period < args.node_monitor_grace_period
+
+
+@pytest.mark.parametrize("provider, most_seconds", [("nspawn", 10), ("libvirt", 20)])
+def test_a_node_is_unknown_after_several_missed_kubelet_heartbeats(tmp_path, provider,
+                                                                   most_seconds):
+    inventory = LAB.replace("lab_network: 10.9.3.0/24",
+                            f"lab_network: 10.9.3.0/24, lab_provider: {provider}")
+    (tmp_path / "kubelet").mkdir()
+    (tmp_path / "cm").mkdir()
+    _, text = rendered(tmp_path / "kubelet", "config.yaml.j2", inventory)
+    renew = parse_config(yaml.safe_load(text), "rendered config").lease_renew_seconds
+    grace = manager_args(RoleView(tmp_path / "cm", "controller-manager", inventory)
+                         ).node_monitor_grace_period
+    assert grace >= 2 * renew          # one late renewal does not make a node Unknown
+    assert grace <= most_seconds       # a stopped worker's pods move soon
 
 
 def test_every_controller_runs(tmp_path):
