@@ -489,6 +489,12 @@ class Connection:
             # second after our own deadline (so the local deadline always fires first).
             full = f'timeout -k 1 {timeout + 1:g} "$SHELL" -c {shlex.quote(full)}'
         data = input.encode() if isinstance(input, str) else input
+        if not data:
+            # Empty stdin comes from the remote /dev/null, not from an EOF we send: a
+            # command that ends at once can get its channel closed before that EOF goes
+            # out (paramiko sends it outside the channel's lock), and sshd drops the whole
+            # connection for an EOF on a closed channel.
+            full = f"exec </dev/null; {full}"
         self._sessions.acquire()
         try:
             chan = self._open_channel()
@@ -523,8 +529,7 @@ class Connection:
 
     def _feed_stdin(self, chan: paramiko.Channel, data: bytes | None) -> threading.Thread | None:
         if not data:
-            chan.shutdown_write()
-            return None
+            return None  # the command reads /dev/null (see run)
 
         def feed() -> None:
             try:

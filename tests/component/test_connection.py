@@ -435,3 +435,16 @@ def test_ping_without_lab_state_says_what_to_do(ping_lab, tmp_path, monkeypatch,
     assert "no SSH key" in err and "labctl up" in err
     assert main(["ping", "-i", str(inventory), "--limit", "nope"]) == 1
     assert "matches no host" in capsys.readouterr().err
+
+
+def test_quick_commands_at_once_never_make_sshd_drop_the_connection(pool, farm):
+    # A command that ends at once races the end of its stdin: an EOF sent after the
+    # channel's close makes sshd drop the whole connection ("ieof packet referred to
+    # nonexistent channel"), failing every command on it.
+    conn = pool.get(farm.hosts[0].name)
+    conn.run("true")
+    transport = conn._transport
+    with ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(lambda _: conn.run("true").rc, range(400)))
+    assert results == [0] * 400
+    assert conn._transport is transport  # never lost, never logged in again
