@@ -1,10 +1,12 @@
 """python -m agents.runtime [--root R] [--image-store S] images | run IMAGE [-- CMD ...]
+| shutdown [--grace S]
 
 ``images`` lists the node's image store as JSON lines. ``run`` runs one throwaway
 container in a throwaway sandbox (own network namespace with only a loopback), prints
 its output, removes everything and exits with the container's exit code (the role's
 verify suite uses it). Its default root is separate from the kubelet's, so a kubelet
-never sees (or collects) these sandboxes.
+never sees (or collects) these sandboxes. ``shutdown`` ends every container on the node
+(``agents.runtime.shutdown``; the runtime role runs it when the node powers off).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import uuid
 from agents.runtime.crilog import parse_line
 from agents.runtime.model import ContainerConfig, PodSandboxConfig, RuntimeError_
 from agents.runtime.network import LoopbackNetwork
-from agents.runtime.runtime import Runtime
+from agents.runtime.runtime import DEFAULT_CGROUP_PARENT, Runtime
+from agents.runtime.shutdown import end_all
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -34,6 +37,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--cpu", type=int, default=0, help="cpu limit in millicores")
     run.add_argument("--timeout", type=float, default=60.0, help="seconds before it is killed")
     run.add_argument("argv", nargs=argparse.REMAINDER, help="-- command and arguments")
+    down = sub.add_parser("shutdown", help="end every container on the node (at poweroff)")
+    down.add_argument("--grace", type=float, default=2.0,
+                      help="seconds between SIGTERM and SIGKILL")
+    down.add_argument("--cgroup-parent", default=DEFAULT_CGROUP_PARENT)
     return p.parse_args(argv)
 
 
@@ -74,6 +81,11 @@ def cmd_run(rt: Runtime, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "shutdown":
+        ended = end_all(args.cgroup_parent, args.grace)
+        print(f"agents.runtime: ended {ended['processes']} container processes "
+              f"({ended['killed']} needed SIGKILL, {ended['left']} left)")
+        return 1 if ended["left"] else 0
     try:
         rt = Runtime(root=args.root, image_store=args.image_store, network=LoopbackNetwork(),
                      log_root=f"{args.root}/logs")

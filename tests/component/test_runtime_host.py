@@ -28,6 +28,7 @@ from agents.runtime import (
     Runtime,
 )
 from agents.runtime.crilog import parse_line
+from agents.runtime.shutdown import end_all
 from agents.runtime.state import write_json
 from tests.conftest import need_root, need_tool
 
@@ -208,6 +209,20 @@ def test_stop_uses_sigterm_then_sigkill_after_the_grace_period(rt):
     assert 1 <= elapsed < 5, elapsed
     assert (status.exit_code, status.reason) == (137, "Error")
     rt.stop_container(stubborn, 1)  # idempotent
+
+
+def test_node_shutdown_ends_every_container_sigkilling_those_ignoring_sigterm(rt):
+    sid = sandbox(rt)
+    polite = run(rt, sid, "sh", "-c",
+                 "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.1; done",
+                 name="polite")
+    deaf = run(rt, sid, "sleep", "1000", name="deaf")  # its namespace's init: no handler
+    wait_logged(rt, polite, b"ready")
+    wait_running(rt, deaf)
+    ended = end_all(rt.cgroup_parent, grace=1.0)
+    assert ended["processes"] >= 2 and ended["killed"] == 1 and ended["left"] == 0, ended
+    assert (wait_exited(rt, polite).exit_code, wait_exited(rt, deaf).exit_code) == (0, 137)
+    assert ("stdout", b"bye") in log_lines(rt.container_status(polite))
 
 
 def wait_logged(rt, cid, content, timeout=5.0):

@@ -4,13 +4,15 @@ script run on local directories (new image, unchanged image, changed image)."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import tarfile
 
 import pytest
 
+from agents.runtime.__main__ import parse_args
 from labctl.engine.templating import LazyVars, template
-from tests.unit.role_rendering import load_play, task_variables
+from tests.unit.role_rendering import load_play, render_template_task, task_variables
 
 pytestmark = pytest.mark.unit
 
@@ -61,6 +63,22 @@ def test_the_role_runs_on_workers_and_makes_cgroups_writable(tmp_path):
     assert inventory.hosts_matching(play.hosts) == ["worker-1"]
     unit = named(play, "make the cgroup controllers writable now and at every boot")
     assert unit.args["enabled"] is True and unit.args["state"] == "started"
+
+
+def test_containers_are_ended_at_poweroff_after_the_kubelet_stops(tmp_path):
+    play, _, variables = task_variables(tmp_path, INVENTORY, "workers", "runtime", "worker-1")
+    task = named(play, "install the unit that ends the containers at poweroff")
+    unit = render_template_task("runtime", task, variables)
+    assert "Before=lab-kubelet.service" in unit.splitlines()  # so it stops after it
+    stop = next(x for x in unit.splitlines() if x.startswith("ExecStop="))
+    argv = shlex.split(stop.removeprefix("ExecStop="))
+    assert argv[:3] == ["/opt/lab/venv/bin/python", "-m", "agents.runtime"]
+    args = parse_args(argv[3:])
+    assert (args.command, args.grace, args.cgroup_parent) == ("shutdown", 2.0, "/lab-containers")
+    started = named(play, "end the containers at every poweroff")
+    assert started.args["state"] == "started" and started.args["enabled"] is True
+    assert not any(t.args.get("state") == "restarted" for t in play.tasks
+                   if t.args.get("name") == "lab-containers-stop.service")
 
 
 def write_image(incoming, name, tag, content: bytes, image_id: str):

@@ -7,6 +7,8 @@ Paths come from the role's variables (``hostvars``).
 
 import json
 
+from labctl.verify.checks import assert_service_running_and_enabled
+
 
 def runtime_cli(hostvars, *args):
     return [hostvars["runtime_python"], "-m", "agents.runtime",
@@ -35,6 +37,12 @@ def test_image_store_holds_every_image_of_the_role(host, hostvars):
     wanted = {f"{i['name']}:{i['tag']}" for i in hostvars["runtime_images"]}
     assert {"lab/busybox:latest", "lab/python:latest"} <= wanted
     assert wanted <= refs, f"missing from {hostvars['runtime_image_store']}: {sorted(wanted - refs)}"
+
+
+def test_containers_are_ended_at_poweroff_after_the_kubelet(host):
+    assert_service_running_and_enabled(host, "lab-containers-stop.service")
+    before = host.check_output("systemctl show -p Before --value lab-containers-stop.service")
+    assert "lab-kubelet.service" in before.split(), f"ordered before {before!r}, not the kubelet"
 
 
 def test_no_cgroup_controller_is_read_only(host):
