@@ -41,18 +41,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def leave_now(code: int) -> None:
+    """Exit at once, not after the runtime calls still running in worker threads: a
+    container's stop waits out its grace period, asyncio.run and the interpreter would
+    join it, and systemd would SIGKILL the kubelet after TimeoutStopSec (holding up a
+    node's poweroff). Their state is on disk; the next kubelet redoes what is unfinished."""
+    log.info("stopping; containers keep running")
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
+
+
+async def until_signalled(work) -> None:
+    """Run the coroutine ``work`` until SIGTERM or SIGINT, then leave at once."""
+    task = asyncio.create_task(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        leave_now(0)
+
+
 async def run(cfg: KubeletConfig) -> int:
     async with KubeClient.from_kubeconfig(cfg.kubeconfig,
                                           user_agent=f"kubelet/{cfg.node_name}") as api:
-        kubelet = Kubelet(cfg, api, real_runtime_factory(cfg))
-        task = asyncio.create_task(kubelet.run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            log.info("stopping; containers keep running")
+        await until_signalled(Kubelet(cfg, api, real_runtime_factory(cfg)).run())
         return 0
 
 

@@ -63,12 +63,26 @@ def bench_pod(name: str) -> dict:
                                      "resources": {"requests": {"cpu": "1m", "memory": "1Mi"}}}]}}
 
 
+async def no_pod_terminating(kube, timeout: float) -> float:
+    """Wait until no pod of the cluster is terminating (the smoke test deletes its
+    namespace as it ends): pods on their way out still count on their node, and would
+    steer the scheduler's choices. Seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        pods = (await kube.list("pods")).get("items") or []
+        if not any(p["metadata"].get("deletionTimestamp") for p in pods):
+            break
+        await asyncio.sleep(0.25)
+    return round(time.monotonic() - t0, 3)
+
+
 async def pod_startup(inv, count: int, timeout: float) -> dict:
     """Create ``count`` pods at once; seconds from each POST to seeing it Running."""
     from agents.kube.client import KubeClient
     from labctl.verify.cluster import admin_config
 
     async with KubeClient(admin_config(inv), user_agent="bench-pods") as kube:
+        settle_s = await no_pod_terminating(kube, timeout)
         await kube.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                          "metadata": {"name": NAMESPACE}})
         listed = await kube.list("pods", NAMESPACE)
@@ -105,7 +119,7 @@ async def pod_startup(inv, count: int, timeout: float) -> dict:
             node = (pod.get("spec") or {}).get("nodeName") or "(unscheduled)"
             nodes[node] = nodes.get(node, 0) + 1
         await kube.delete("namespaces", NAMESPACE)
-        return {"pods": count, "running": len(latencies),
+        return {"pods": count, "running": len(latencies), "waited_for_terminating_s": settle_s,
                 "all_running_s": round(max(running.values()) - t0, 3) if running else None,
                 "p50_s": round(percentile(latencies, 50), 3),
                 "p99_s": round(percentile(latencies, 99), 3),

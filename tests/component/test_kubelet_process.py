@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -79,3 +80,32 @@ def test_bad_config_exits_2_with_the_reason(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert done.returncode == 2
     assert "unknown setting(s) what" in done.stderr
+
+
+STUCK_IN_A_THREAD = """
+import asyncio, time
+from agents.kubelet.main import until_signalled
+
+async def main():
+    async def work():
+        print("ready", flush=True)
+        await asyncio.to_thread(time.sleep, 120)  # e.g. a container's stop, in its grace
+    await until_signalled(work())
+
+asyncio.run(main())
+"""
+
+
+def test_sigterm_exits_at_once_while_a_runtime_call_still_runs_in_a_thread():
+    proc = subprocess.Popen([sys.executable, "-c", STUCK_IN_A_THREAD], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
