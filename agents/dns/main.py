@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import signal
 import sys
 import time
 
@@ -21,6 +20,7 @@ from agents.kube.client import KubeClient
 from agents.kube.informer import Informer
 from agents.kube.kubeconfig import KubeconfigError
 from agents.kube.resources import meta_namespace_key
+from agents.kube.signals import cancel_on_stop_signals
 
 from .records import DEFAULT_TTL, Zone, build_zone
 from .registration import NAME, NAMESPACE, Registrar
@@ -149,10 +149,7 @@ class DnsAgent:
 async def run(args) -> int:
     async with KubeClient.from_kubeconfig(args.kubeconfig, user_agent="labctl-dns") as api:
         agent = DnsAgent(api, args)
-        main_task = asyncio.create_task(agent.run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, main_task.cancel)
+        main_task = cancel_on_stop_signals(asyncio.create_task(agent.run()))
         try:
             with contextlib.suppress(asyncio.CancelledError):
                 await main_task

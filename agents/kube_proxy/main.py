@@ -12,7 +12,6 @@ import contextlib
 import ipaddress
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from aiohttp import web
 
 from agents.kube.client import KubeClient
 from agents.kube.kubeconfig import KubeconfigError
+from agents.kube.signals import cancel_on_stop_signals
 
 from .iptables import IptablesBackend
 from .model import NodeInfo
@@ -121,10 +121,7 @@ async def run(args) -> int:
                                           user_agent="labctl-kube-proxy") as api:
         proxier = Proxier(api, node, make_backend(args.mode), sync_period=args.sync_period)
         runner = await serve_http(args, proxier)
-        main_task = asyncio.create_task(proxier.run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, main_task.cancel)
+        main_task = cancel_on_stop_signals(asyncio.create_task(proxier.run()))
         try:
             with contextlib.suppress(asyncio.CancelledError):
                 await main_task

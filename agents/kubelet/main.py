@@ -6,11 +6,11 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 
 from agents.kube.client import KubeClient
 from agents.kube.kubeconfig import KubeconfigError
+from agents.kube.signals import cancel_on_stop_signals
 
 from .config import ConfigError, KubeletConfig, load_config
 from .kubelet import Kubelet
@@ -55,10 +55,7 @@ def leave_now(code: int) -> None:
 
 async def until_signalled(work) -> None:
     """Run the coroutine ``work`` until SIGTERM or SIGINT, then leave at once."""
-    task = asyncio.create_task(work)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
+    task = cancel_on_stop_signals(asyncio.create_task(work))
     try:
         await task
     except asyncio.CancelledError:

@@ -10,13 +10,13 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 
 from aiohttp import web
 
 from agents.kube.client import KubeClient
 from agents.kube.kubeconfig import KubeconfigError
+from agents.kube.signals import cancel_on_stop_signals
 
 from .errors import CommandError, PodNetError
 from .iproute import Commands
@@ -93,10 +93,7 @@ async def run(args) -> int:
         sync = RouteSync(api, args.node_name, RouteTable(commands, args.route_proto),
                          args.resync_period)
         runner = await serve_health(args, sync)
-        task = asyncio.create_task(sync.run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
+        task = cancel_on_stop_signals(asyncio.create_task(sync.run()))
         log.info("syncing routes for node %s (proto %d)", args.node_name, args.route_proto)
         try:
             await task

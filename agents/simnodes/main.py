@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
 from aiohttp import web
 
 from agents.kube.client import KubeClient
 from agents.kube.kubeconfig import KubeconfigError
+from agents.kube.signals import cancel_on_stop_signals
 
 from .simulator import SimNodes
 
@@ -71,10 +71,7 @@ async def run(args) -> int:
                        lease_duration=args.lease_duration,
                        renew_interval=args.renew_interval, workers=args.workers)
         runner = await serve_health(args, sim)
-        task = asyncio.create_task(sim.run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
+        task = cancel_on_stop_signals(asyncio.create_task(sim.run()))
         try:
             await task
         except asyncio.CancelledError:
