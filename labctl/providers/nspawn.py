@@ -7,7 +7,7 @@ Identity goes into the overlay before boot (hostname, root's key, a networkd fil
 matching ``host0`` with the static address); then
 
     systemd-nspawn -q -D MERGED --machine=M --boot --register=no --keep-unit
-                   --network-bridge=BR --console=passive ...
+                   --network-bridge=BR --console=read-only ...
 
 runs in its own session and its own cgroup (see ``nspawn_cgroup``). There is no
 systemd on the lab machine to register with, hence ``--register=no --keep-unit``; for
@@ -118,7 +118,7 @@ def nspawn_command(
         "--boot",
         "--register=no", "--keep-unit",  # no systemd on the lab machine to register with
         f"--network-bridge={bridge}",
-        "--console=passive",
+        "--console=read-only",  # the console goes to the log; a passive one is never drained and fills up
         "--resolv-conf=off",  # keep the image's empty resolv.conf
         "--timezone=off",
         "--link-journal=no",

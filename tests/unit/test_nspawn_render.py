@@ -47,7 +47,7 @@ def test_nspawn_command_has_the_flags_that_work_without_host_systemd(tmp_path):
         "--register=no",
         "--keep-unit",
         "--network-bridge=labdemo0",
-        "--console=passive",
+        "--console=read-only",
         "--machine=lab-12345678",
         "--resolv-conf=off",
     ):
