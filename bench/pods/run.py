@@ -4,7 +4,8 @@ For each provider: `labctl up -i inventory/default.yml` (image cached) with its 
 (image, network, create, ready, deploy, verify incl. the cluster smoke test), then 50
 pods of `lab/busybox` (`sleep 3600`) created at once and timed from POST to the first
 watch event that shows them Running (p50/p99), then `down`. Each provider runs in a
-throwaway LABCTL_HOME whose images/ links to the shared image cache.
+throwaway LABCTL_HOME whose images/ and wheelhouse/ link to the machine's caches, as
+for a user's second `up` (a first one also builds the agents' dependency wheels).
 
     .venv/bin/python -m bench.pods.run [--providers nspawn,libvirt] [--pods 50] [--out bench/results/pods.json]
 
@@ -39,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from labctl import lifecycle  # noqa: E402
 from labctl.errors import LabError  # noqa: E402
 from labctl.inventory import load_inventory  # noqa: E402
-from labctl.state import images_dir  # noqa: E402
+from labctl.state import images_dir, labctl_home  # noqa: E402
 
 TARGETS = {"pod_p99_s": 2.0, "up_verified_s": {"nspawn": 60.0, "libvirt": 240.0}}
 NAMESPACE = "bench-pods"
@@ -136,6 +137,9 @@ def scenario(provider: str, pods: int) -> dict:
         for d in (Path(tmp), home):
             d.chmod(0o711)
         (home / "images").symlink_to(images_dir())
+        shared_wheels = labctl_home() / "wheelhouse"
+        shared_wheels.mkdir(parents=True, exist_ok=True)
+        (home / "wheelhouse").symlink_to(shared_wheels)
         old_home = os.environ.get("LABCTL_HOME")
         os.environ["LABCTL_HOME"] = str(home)
         lab = f"bp{random.randrange(16**4):04x}"
