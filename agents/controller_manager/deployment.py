@@ -56,6 +56,13 @@ def _status(obj: dict, field: str) -> int:
     return int((obj.get("status") or {}).get(field, 0) or 0)
 
 
+def _pods(rs: dict) -> int:
+    """Pods a ReplicaSet may still have: right after we scale it down, its status still
+    counts the pods its controller has not yet deleted. Surging on spec.replicas alone
+    would let the new ReplicaSet's pods appear before those go (maxSurge broken)."""
+    return max(_replicas(rs), _status(rs, "replicas"))
+
+
 def _available(rs: dict) -> int:
     """Available pods we may count on: never more than spec.replicas, because right after
     we scale a ReplicaSet down its status still counts the pods being removed."""
@@ -365,13 +372,13 @@ class DeploymentController(QueueController):
     async def rolling_update(self, d: dict, rss: list[dict]) -> None:
         replicas = int(_spec(d).get("replicas", 1))
         surge, unavailable = fenceposts(d)
-        all_current = sum(_replicas(rs) for rs in rss)
+        all_current = sum(_pods(rs) for rs in rss)
         first = rollout.new_rs_replicas(replicas, surge, 0, all_current)
         d, new, old, created = await self.new_and_old(d, rss, True, first)
         all_rs = [new, *old]
         if not created:
             target = rollout.new_rs_replicas(replicas, surge, _replicas(new),
-                                             sum(_replicas(rs) for rs in all_rs))
+                                             sum(_pods(rs) for rs in all_rs))
             if target != _replicas(new):
                 new = await self.scale(d, new, target)
                 await self.sync_status(d, new, [new, *old], created=False)

@@ -154,6 +154,18 @@ def test_stale_status_of_a_just_shrunk_replicaset_is_not_counted_twice():
     assert rs_named(api, "old")["spec"]["replicas"] == 2
 
 
+def test_new_replicaset_waits_for_the_old_pods_to_go_before_surging_again():
+    api = FakeApi()
+    api.seed("deployments", deployment(replicas=4, image="v2"))
+    new_name = f"web-{rollout.template_hash(deployment(image='v2')['spec']['template'])}"
+    old = replicaset("old", "v1", 3)
+    old["status"] = {"replicas": 4, "readyReplicas": 4, "availableReplicas": 4}  # 1 to delete
+    api.seed("replicasets", old, replicaset(new_name, "v2", 1, revision=2))
+    sync_once(api)
+    # 4 old pods still exist + 1 new = 5, the most maxSurge allows: no new pod yet.
+    assert rs_named(api, new_name)["spec"]["replicas"] == 1
+
+
 def test_recreate_scales_old_to_zero_first_and_waits_for_pods():
     api = FakeApi()
     api.seed("deployments", deployment(replicas=2, image="v2", strategy={"type": "Recreate"}))
