@@ -118,3 +118,11 @@ def test_deploy_waits_for_healthz(tmp_path):
 def test_health_check_passes_only_on_a_2xx_answer(tmp_path):
     ok, broken = healthz_check_exit_codes(RoleView(tmp_path, "controller-manager"))
     assert ok == 0 and broken != 0
+
+
+@pytest.mark.parametrize("provider, lease, renew", [("nspawn", 15, 10), ("libvirt", 60, 40)])
+def test_leases_give_slow_vm_control_planes_time_to_renew(tmp_path, provider, lease, renew):
+    text = HA.replace("lab_network: 10.9.4.0/24",
+                      f"lab_network: 10.9.4.0/24, lab_provider: {provider}")
+    args = manager_args(RoleView(tmp_path, "controller-manager", text))
+    assert (args.leader_elect_lease_duration, args.leader_elect_renew_deadline) == (lease, renew)
