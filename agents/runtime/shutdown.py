@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-CGROUP_ROOT = "/sys/fs/cgroup"
+from .cgroups import CGROUP_ROOT
 
 
 def container_cgroups(parent: str, root: str | os.PathLike = CGROUP_ROOT) -> list[Path]:
@@ -52,6 +52,16 @@ def _signal_all(pids: Iterable[int], sig: int, kill: Callable[[int, int], None])
             kill(pid, sig)
 
 
+def _wait_until_empty(cgroups: list[Path], seconds: float, poll: float) -> set[int]:
+    """Poll until the cgroups hold no process or ``seconds`` pass; the pids left."""
+    deadline = time.monotonic() + seconds
+    left = pids_in(cgroups)
+    while left and time.monotonic() < deadline:
+        time.sleep(poll)
+        left = pids_in(cgroups)
+    return left
+
+
 def end_all(parent: str, grace: float, root: str | os.PathLike = CGROUP_ROOT,
             kill: Callable[[int, int], None] = os.kill, poll: float = 0.05) -> dict[str, int]:
     """SIGTERM every container process under ``parent``; SIGKILL what is left after
@@ -59,14 +69,7 @@ def end_all(parent: str, grace: float, root: str | os.PathLike = CGROUP_ROOT,
     cgroups = container_cgroups(parent, root)
     first = pids_in(cgroups)
     _signal_all(first, signal.SIGTERM, kill)
-    deadline = time.monotonic() + grace
-    left = pids_in(cgroups)
-    while left and time.monotonic() < deadline:
-        time.sleep(poll)
-        left = pids_in(cgroups)
-    killed = len(left)
-    _signal_all(left, signal.SIGKILL, kill)
-    deadline = time.monotonic() + 5.0  # SIGKILL takes effect at once; reaping may lag
-    while pids_in(cgroups) and time.monotonic() < deadline:
-        time.sleep(poll)
-    return {"processes": len(first), "killed": killed, "left": len(pids_in(cgroups))}
+    stubborn = _wait_until_empty(cgroups, grace, poll)
+    _signal_all(stubborn, signal.SIGKILL, kill)
+    left = _wait_until_empty(cgroups, 5.0, poll)  # SIGKILL acts at once; reaping may lag
+    return {"processes": len(first), "killed": len(stubborn), "left": len(left)}
